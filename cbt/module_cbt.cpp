@@ -1,0 +1,1 @@
+// Module cbt: see docs/ARCHITECTURE.md

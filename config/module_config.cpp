@@ -1,0 +1,1 @@
+// Module config: see docs/ARCHITECTURE.md

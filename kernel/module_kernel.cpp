@@ -1,0 +1,1 @@
+// Module kernel: see docs/ARCHITECTURE.md

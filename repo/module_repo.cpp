@@ -1,0 +1,1 @@
+// Module repo: see docs/ARCHITECTURE.md

@@ -1,0 +1,1 @@
+// Module snapshot: see docs/ARCHITECTURE.md
