@@ -1,0 +1,70 @@
+// app/commands.h — one function per command. Each returns a Status; run_cli()
+// prints a failure as one line and maps its code to the exit status.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "app/output.h"
+#include "common/cancel.h"
+#include "common/error.h"
+
+namespace blkvault::app {
+
+// Options shared by every command.
+struct Context {
+  Output& out;
+  CancelToken& cancel;
+  std::string repo;          // --repo / BLKVAULT_REPO
+  double lock_wait_s = 0;    // --lock-wait
+  std::string module_spec;   // --module / BLKVAULT_MODULE: /dev/veeamblksnap or sim:DIR
+  std::string state_dir;     // --state-dir: where snapshot ownership records live
+};
+
+struct InitOptions {
+  std::string chunk_size = "1M";
+  int compression_level = 3;
+};
+Status cmd_init(Context& ctx, const InitOptions& opts);
+
+struct BackupOptions {
+  std::vector<std::string> devices;
+  std::string diff_storage_dir;      // empty: default next to the state dir
+  std::string diff_storage_size = "1G";
+  std::string diff_storage_limit = "16G";
+  bool full = false;
+  bool partial = false;
+};
+Status cmd_backup(Context& ctx, const BackupOptions& opts);
+
+struct RestoreOptions {
+  std::string generation = "latest";
+  std::string device;
+  std::string to;
+  bool force = false;
+};
+Status cmd_restore(Context& ctx, const RestoreOptions& opts);
+
+struct ListOptions {
+  std::string device;
+};
+Status cmd_list(Context& ctx, const ListOptions& opts);
+
+struct VerifyOptions {
+  bool data = false;
+  std::string generation;  // empty: all
+};
+Status cmd_verify(Context& ctx, const VerifyOptions& opts);
+
+Status cmd_status(Context& ctx);
+Status cmd_cleanup(Context& ctx);
+
+struct DemoOptions {
+  std::string dir;       // empty: a new temporary directory, removed afterwards
+  std::string size = "256M";
+  bool keep = false;
+};
+Status cmd_demo(Context& ctx, const DemoOptions& opts, const std::string& self_exe);
+
+}  // namespace blkvault::app
