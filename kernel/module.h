@@ -149,9 +149,35 @@ class Module {
   virtual Result<StorageExtents> map_storage_file(const std::string& path) = 0;
 };
 
+// The Error a Module returns when (the real or simulated) veeamblksnap refuses a
+// call, so that both implementations report failures identically:
+//   message   "<operation> of <subject>: <strerror(err)>" ("<operation>: ..." when
+//             subject is empty); operation is the ioctl's name ("SNAPSHOT_TAKE"),
+//             subject "device 8:16" or "snapshot <uuid>";
+//   sys_errno err;
+//   code      what the errno means for that operation (SEMANTICS.md §6.3):
+//             kNotFound: ESRCH (unknown snapshot), ENODEV of SNAPSHOT_DESTROY
+//               (unknown snapshot), ENODATA of TRACKER_REMOVE/TRACKER_READ_CBT_MAP
+//               and ENODEV of TRACKER_MARK_DIRTY_BLOCKS (untracked device),
+//               ENOENT/ENXIO and ENODEV of SNAPSHOT_CREATE (missing device);
+//             kBusy: EBUSY, and EALREADY of SNAPSHOT_CREATE (device in another snapshot);
+//             kPermission: EACCES;
+//             kModule: everything else (EPERM of READ_CBT_MAP means "not taken").
+Error module_error(std::string_view operation, std::string_view subject, int err);
+
+// "device 8:16", "snapshot 5f0c1e2d-…": the subjects module_error() expects.
+std::string device_subject(DevId dev);
+std::string snapshot_subject(const Uuid& id);
+
+// Refuses a module whose VERSION is not 6.3.x.x: kModule
+// "veeamblksnap at <where> is version 7.0.0.1, blkvault needs the 6.3 ABI".
+// A failing version() call is returned as is.
+Status check_module_version(Module& module, std::string_view where);
+
 // "/dev/veeamblksnap" (or any path) -> IoctlModule; "sim:DIR" -> SimModule.
 // A missing control device is kModule with a message that says how to load the
-// module ("modprobe veeamblksnap") or to use --module sim:DIR.
+// module ("modprobe veeamblksnap") or to use --module sim:DIR. The module's
+// version is checked with check_module_version().
 Result<std::unique_ptr<Module>> open_module(const std::string& spec);
 
 }  // namespace blkvault::kernel

@@ -1,1 +1,0 @@
-// Module kernel: see docs/ARCHITECTURE.md
