@@ -197,6 +197,10 @@ Result<std::vector<CbtInfo>> IoctlModule::tracked_devices() {
 }
 
 Status IoctlModule::read_cbt_map(DevId dev, uint32_t offset_blocks, std::span<uint8_t> out) {
+  if (uint64_t{offset_blocks} + out.size() > UINT32_MAX) {
+    return fail(ErrorCode::kInvalidArgument, "TRACKER_READ_CBT_MAP of " + device_subject(dev) +
+                                                 ": range beyond the 32-bit block index");
+  }
   uint64_t done = 0;
   while (done < out.size()) {
     uint32_t length = static_cast<uint32_t>(std::min<uint64_t>(options_.read_chunk_bytes, out.size() - done));

@@ -112,6 +112,35 @@ TEST_F(IoctlModuleTest, TrackedDevicesProbesAgainWhenATrackerAppearsBeforeTheFet
   EXPECT_EQ(transport_->requests().size(), 4u);
 }
 
+TEST_F(IoctlModuleTest, TrackedDevicesReturnsOnlyTheFilledEntriesWhenATrackerGoesAway) {
+  std::vector<CbtInfo> two{make_info(kSdb, 10, 1, 1), make_info(kSdc, 20, 1, 2)};
+  std::vector<CbtInfo> one{make_info(kSdc, 20, 1, 2)};
+  EXPECT_CALL(kernel_, tracked_devices()).WillOnce(Return(two)).WillOnce(Return(one));
+  auto got = module_->tracked_devices();
+  ASSERT_TRUE(got) << got.error().message();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_TRUE(operator_eq((*got)[0], one[0]));
+}
+
+TEST_F(IoctlModuleTest, SnapshotsReturnsOnlyTheFilledIdsWhenOneGoesAway) {
+  Uuid other = kSnapId;
+  other[0] = 0;
+  EXPECT_CALL(kernel_, snapshots())
+      .WillOnce(Return(std::vector<Uuid>{kSnapId, other}))
+      .WillOnce(Return(std::vector<Uuid>{other}));
+  auto got = module_->snapshots();
+  ASSERT_TRUE(got) << got.error().message();
+  EXPECT_THAT(*got, ElementsAre(other));
+}
+
+TEST_F(IoctlModuleTest, SnapshotsWithNoneNeedsOnlyTheProbe) {
+  EXPECT_CALL(kernel_, snapshots()).WillOnce(Return(std::vector<Uuid>{}));
+  auto got = module_->snapshots();
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(got->empty());
+  EXPECT_THAT(transport_->requests(), ElementsAre(9u));
+}
+
 TEST_F(IoctlModuleTest, TrackedDevicesGivesUpWhenTheCountNeverSettles) {
   int calls = 0;
   EXPECT_CALL(kernel_, tracked_devices()).WillRepeatedly(Invoke([&]() -> Result<std::vector<CbtInfo>> {
