@@ -93,6 +93,14 @@ Result<std::vector<CbtInfo>> SimModule::tracked_devices() {
     for (const auto& [dev, t] : s.trackers) {
       CbtInfo info;
       info.dev = dev;
+      // A device that cannot be opened any more (hot-removed, image file deleted)
+      // is listed with only its dev id, as collect_cbt_info does.
+      const sim::RegistryEntry* e = s.find_registered(dev);
+      struct stat st {};
+      if (e == nullptr || ::stat(e->path.c_str(), &st) != 0) {
+        out.push_back(info);
+        continue;
+      }
       info.block_size_bytes = t.block_size;
       info.capacity_bytes = t.capacity_bytes;
       info.block_count = t.block_count;

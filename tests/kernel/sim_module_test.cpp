@@ -83,6 +83,20 @@ TEST_F(SimKernelTest, TrackersAreCreatedOnlyByCreateAndSurviveDestroy) {
   EXPECT_TRUE(sim_->destroy_snapshot(again).has_value());
 }
 
+TEST_F(SimKernelTest, TrackedDeviceThatDisappearedIsListedWithOnlyItsDevId) {
+  std::string p = make_device("a.img", kDev);
+  DevId d = dev(p);
+  Uuid id = take_new({d});
+  ASSERT_TRUE(sim_->destroy_snapshot(id).has_value());
+  ASSERT_EQ(::unlink(p.c_str()), 0);
+  auto all = sim_->tracked_devices();
+  ASSERT_TRUE(all.has_value());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].dev, d);
+  EXPECT_EQ((*all)[0].block_count, 0u);
+  EXPECT_EQ((*all)[0].generation_id, Uuid{});
+}
+
 TEST_F(SimKernelTest, ReadCbtMapErrnos) {
   DevId d = dev(make_device("a.img", kDev));
   std::vector<uint8_t> byte(1);
