@@ -6,6 +6,7 @@
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <set>
 
 #include "common/file_io.h"
 #include "kernel/sim_device.h"
@@ -140,6 +141,39 @@ HeldDevice find_image(State& state, DevId image) {
       if (sd.image_minor && *sd.image_minor == image.minor) return {&s, &sd};
   }
   return {};
+}
+
+void start_copy_on_write(State& state, Snapshot& s, DevId dev, bool tracked) {
+  auto sd = std::find_if(s.devices.begin(), s.devices.end(), [&](const SnapDevice& x) { return x.dev == dev; });
+  if (sd == s.devices.end()) return;
+  sd->tracked = tracked;
+  if (tracked) {
+    const Tracker& t = state.trackers.at(dev);
+    sd->capacity_bytes = t.capacity_bytes;
+    sd->block_size = t.block_size;
+    sd->fingerprints = t.fingerprints;
+  } else {
+    auto fd = open_registered(state, dev, O_RDONLY);
+    uint64_t size = 0;
+    if (fd) size = device_size(fd->get(), to_string(dev)).value_or(0);
+    Geometry g = derive_geometry(size);
+    sd->capacity_bytes = g.capacity_bytes;
+    sd->block_size = g.block_size;
+  }
+  sd->chunk_size = derive_chunk_size(sd->capacity_bytes);
+}
+
+void assign_image_minors(State& state, Snapshot& s) {
+  std::set<uint32_t> used;
+  for (const Snapshot& other : state.snapshots)
+    for (const SnapDevice& sd : other.devices)
+      if (sd.image_minor) used.insert(*sd.image_minor);
+  for (SnapDevice& sd : s.devices) {
+    uint32_t minor = 0;
+    while (used.contains(minor)) ++minor;
+    used.insert(minor);
+    sd.image_minor = minor;
+  }
 }
 
 void release_snapshot(State& state, const Uuid& id) {

@@ -55,8 +55,15 @@ HeldDevice find_taken_device(State& state, DevId dev);
 // The snapshot device behind an image DevId; nullptr fields if none.
 HeldDevice find_image(State& state, DevId image);
 
+// Take, per device after its CBT switch: fills the snapshot device's geometry,
+// chunk size and take-time fingerprints (`tracked` false: its tracker was removed
+// before take, so no copy-on-write will happen).
+void start_copy_on_write(State& state, Snapshot& s, DevId dev, bool tracked);
+// Take, last step: one image per device, each the lowest minor free in any snapshot.
+void assign_image_minors(State& state, Snapshot& s);
+
 // Releases a snapshot (destroy, or a failed take): clears tracker ownership and
-// removes it from the state. REQUIRES: `it` points into state.snapshots.
+// removes it (and its images and events) from the state.
 void release_snapshot(State& state, const Uuid& id);
 
 }  // namespace blkvault::kernel::sim

@@ -270,41 +270,18 @@ Status SimModule::take_snapshot(const Uuid& id) {
       auto it = s.trackers.find(d);
       bool tracked = it != s.trackers.end() && it->second.owner && *it->second.owner == id;
       Status st = tracked ? scan_at_take(s, d) : Status{};
-      if (!st) {
-        sim::release_snapshot(s, id);
-        dirty = true;
-        Error e = module_error(op, snapshot_subject(id), st.error().sys_errno() ? st.error().sys_errno() : EIO);
-        return fail(std::move(e).wrap(st.error().message()));
-      }
       dirty = true;
-      snap = s.find_listed(id);
-      auto sd = std::find_if(snap->devices.begin(), snap->devices.end(), [&](auto& x) { return x.dev == d; });
-      sd->tracked = tracked;
-      if (tracked) {
-        const sim::Tracker& t = s.trackers.at(d);
-        sd->capacity_bytes = t.capacity_bytes;
-        sd->block_size = t.block_size;
-        sd->fingerprints = t.fingerprints;
-      } else {
-        auto fd = sim::open_registered(s, d, O_RDONLY);
-        uint64_t size = 0;
-        if (fd) size = sim::device_size(fd->get(), to_string(d)).value_or(0);
-        sim::Geometry g = sim::derive_geometry(size);
-        sd->capacity_bytes = g.capacity_bytes;
-        sd->block_size = g.block_size;
+      if (!st) {
+        // A failed diff-area setup destroys the snapshot inside the ioctl.
+        sim::release_snapshot(s, id);
+        int err = st.error().sys_errno() ? st.error().sys_errno() : EIO;
+        Error e = module_error(op, snapshot_subject(id), err);
+        return fail(Error(e.code(), e.message() + " (" + st.error().message() + ")", err));
       }
-      sd->chunk_size = sim::derive_chunk_size(sd->capacity_bytes);
+      snap = s.find_listed(id);
+      sim::start_copy_on_write(s, *snap, d, tracked);
     }
-    std::set<uint32_t> used;
-    for (const sim::Snapshot& other : s.snapshots)
-      for (const sim::SnapDevice& sd : other.devices)
-        if (sd.image_minor) used.insert(*sd.image_minor);
-    for (sim::SnapDevice& sd : snap->devices) {
-      uint32_t minor = 0;
-      while (used.contains(minor)) ++minor;
-      used.insert(minor);
-      sd.image_minor = minor;
-    }
+    sim::assign_image_minors(s, *snap);
     snap->taken = true;
     return {};
   });
