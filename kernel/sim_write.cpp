@@ -67,7 +67,9 @@ Status SimModule::write(const std::string& device_path, uint64_t offset_bytes, s
     BLKVAULT_TRY_ASSIGN(DevId dev, register_path(s, device_path, dirty, /*allow_block=*/true));
     const std::string path = s.find_registered(dev)->path;
     BLKVAULT_TRY_ASSIGN(UniqueFd fd, open_file(path, O_RDWR));
-    BLKVAULT_TRY_ASSIGN(uint64_t size, sim::device_size(fd.get(), path));
+    BLKVAULT_TRY_ASSIGN(uint64_t file_size, sim::device_size(fd.get(), path));
+    // Like a loop device over the file: whole sectors only.
+    const uint64_t size = file_size / kSectorSize * kSectorSize;
     if (offset_bytes > size || data.size() > size - offset_bytes) {
       return fail(ErrorCode::kInvalidArgument,
                   fmt::format("writing {} bytes at offset {} of {}: beyond the end of the device ({} bytes)",

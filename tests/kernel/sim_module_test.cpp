@@ -83,6 +83,19 @@ TEST_F(SimKernelTest, TrackersAreCreatedOnlyByCreateAndSurviveDestroy) {
   EXPECT_TRUE(sim_->destroy_snapshot(again).has_value());
 }
 
+TEST_F(SimKernelTest, SimulatedWritesStayWithinTheDevicesWholeSectors) {
+  std::string p = make_device("odd.img", 65536 + 100);
+  std::vector<uint8_t> two(2, 1);
+  Status past = sim_->write(p, 65536, two);
+  ASSERT_FALSE(past);
+  EXPECT_EQ(past.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(past.error().message(), "writing 2 bytes at offset 65536 of " +
+                                        std::filesystem::canonical(p).string() +
+                                        ": beyond the end of the device (65536 bytes)");
+  EXPECT_TRUE(sim_->write(p, 65534, two).has_value());
+  EXPECT_TRUE(sim_->write(p, 65536, {}).has_value());
+}
+
 TEST_F(SimKernelTest, TrackedDeviceThatDisappearedIsListedWithOnlyItsDevId) {
   std::string p = make_device("a.img", kDev);
   DevId d = dev(p);
