@@ -410,6 +410,25 @@ TEST_F(SimKernelTest, ResizeBeforeTakeResetsTheMapWithANewGeneration) {
   ASSERT_TRUE(sim_->destroy_snapshot(id).has_value());
 }
 
+TEST_F(SimKernelTest, WritePastTheMapFlagsItCorruptedUntilTheNextTakeResetsIt) {
+  std::string p = make_device("a.img", kDev);
+  DevId d = dev(p);
+  Uuid id = take_new({d});
+  Uuid gen = info(d).generation_id;
+  ASSERT_EQ(::truncate(p.c_str(), kDev + 65536), 0);  // grown behind the module's back
+  ASSERT_TRUE(sim_->write(p, kDev, std::vector<uint8_t>(10, 1)).has_value());
+  std::vector<uint8_t> map(64);
+  EXPECT_EQ(err_of(sim_->read_cbt_map(d, 0, map)), EFAULT);
+  ASSERT_TRUE(sim_->destroy_snapshot(id).has_value());
+  id = take_new({d});
+  CbtInfo i = info(d);
+  EXPECT_NE(i.generation_id, gen);
+  EXPECT_EQ(i.block_count, 65u);
+  EXPECT_EQ(i.snap_number, 1);
+  EXPECT_EQ(cbt_map(d), std::vector<uint8_t>(65, 0));
+  ASSERT_TRUE(sim_->destroy_snapshot(id).has_value());
+}
+
 TEST_F(SimKernelTest, ListBugFaultHidesEarlierSnapshots) {
   DevId a = dev(make_device("a.img", kDev));
   DevId b = dev(make_device("b.img", kDev));
