@@ -388,10 +388,18 @@ Result<std::optional<Event>> SimModule::wait_event(const Uuid& id, uint32_t time
 }
 
 Result<Module::StorageExtents> SimModule::map_storage_file(const std::string& path) {
+  const std::string what = "mapping diff-storage file " + path;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return fail_errno(what);
+  if (!S_ISREG(st.st_mode)) return fail(ErrorCode::kInvalidArgument, what + ": not a regular file");
+  // As strict as the real module's FIEMAP mapping: no holes.
+  if (static_cast<uint64_t>(st.st_blocks) * 512 < static_cast<uint64_t>(st.st_size)) {
+    return fail(ErrorCode::kInvalidArgument, what + ": only " + std::to_string(uint64_t(st.st_blocks) * 512) + " of " +
+                                                 std::to_string(st.st_size) +
+                                                 " bytes are allocated (the file must be fully fallocated)");
+  }
   return store_->update<StorageExtents>([&](State& s, bool& dirty) -> Result<StorageExtents> {
     BLKVAULT_TRY_ASSIGN(DevId dev, register_path(s, path, dirty, /*allow_block=*/false));
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return fail_errno("stat of diff storage " + path);
     StorageExtents out;
     out.storage_dev = dev;
     uint64_t sectors = static_cast<uint64_t>(st.st_size) / kSectorSize;

@@ -109,7 +109,8 @@ class SimModule final : public Module {
   Result<std::optional<Event>> wait_event(const Uuid& id, uint32_t timeout_ms) override;
   Result<std::unique_ptr<ImageReader>> open_image(DevId image) override;
   // Registers a regular file as a diff-storage "device" (DevId 240:N) and returns
-  // [0, size/512). kInvalidArgument if it is not a regular file.
+  // [0, size/512). kInvalidArgument if it is not a regular file or has holes
+  // (not fully fallocated), as the real module's mapping refuses it.
   Result<StorageExtents> map_storage_file(const std::string& path) override;
 
   // ---- the write path the "kernel" sees ----

@@ -1,6 +1,8 @@
 // The simulated module's ioctl semantics: every errno of SEMANTICS.md §6/§7,
 // tracker lifecycle, CBT numbering, events, persistence across instances.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -94,6 +96,24 @@ TEST_F(SimKernelTest, SimulatedWritesStayWithinTheDevicesWholeSectors) {
                                         ": beyond the end of the device (65536 bytes)");
   EXPECT_TRUE(sim_->write(p, 65534, two).has_value());
   EXPECT_TRUE(sim_->write(p, 65536, {}).has_value());
+}
+
+TEST_F(SimKernelTest, DiffStorageFileMustBeFullyAllocated) {
+  std::string sparse = path("sparse-storage");
+  ASSERT_EQ(::close(::open(sparse.c_str(), O_RDWR | O_CREAT, 0600)), 0);
+  ASSERT_EQ(::truncate(sparse.c_str(), 1 << 20), 0);
+  auto r = sim_->map_storage_file(sparse);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message(), "mapping diff-storage file " + sparse +
+                                     ": only 0 of 1048576 bytes are allocated (the file must be fully fallocated)");
+  EXPECT_EQ(sim_->map_storage_file(root_).error().message(), "mapping diff-storage file " + root_ + ": not a regular file");
+  auto ok = sim_->map_storage_file(make_storage("full", 1 << 20));
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->storage_dev.major, 240u);
+  ASSERT_EQ(ok->ranges.size(), 1u);
+  EXPECT_EQ(ok->ranges[0].offset_sectors, 0u);
+  EXPECT_EQ(ok->ranges[0].count_sectors, 2048u);
 }
 
 TEST_F(SimKernelTest, TrackedDeviceThatDisappearedIsListedWithOnlyItsDevId) {
