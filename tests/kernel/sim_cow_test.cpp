@@ -147,6 +147,38 @@ TEST_F(SimKernelTest, DiffStorageOverflowCorruptsTheImageButNotTheOriginal) {
   ASSERT_TRUE(sim_->destroy_snapshot(next).has_value());
 }
 
+TEST_F(SimKernelTest, OverflowCorruptsOtherDevicesOnlyWhenTheyNextNeedStorage) {
+  std::string pa = make_device("a.img", kDev);
+  std::string pb = make_device("b.img", kDev);
+  DevId a = dev(pa);
+  DevId b = dev(pb);
+  Uuid id = create_with_storage({a, b}, 256 << 10);  // one chunk for both
+  ASSERT_TRUE(sim_->take_snapshot(id).has_value());
+  std::vector<uint8_t> b_at_take = file_bytes(pb);
+  std::vector<uint8_t> data(100, 0x42);
+  ASSERT_TRUE(sim_->write(pa, 0, data).has_value());
+  ASSERT_TRUE(sim_->write(pa, 1 << 20, data).has_value());  // a overflows
+  auto ev = sim_->wait_event(id, 0);
+  ASSERT_TRUE(ev.has_value() && ev->has_value());
+  EXPECT_EQ((*ev)->corrupted_device, a);
+  EXPECT_EQ(err_of(read_image(image_of(id, a))), ENOSPC);
+  auto b_img = read_image(image_of(id, b));  // b has not needed storage yet
+  ASSERT_TRUE(b_img.has_value());
+  EXPECT_TRUE(*b_img == b_at_take);
+  ASSERT_TRUE(sim_->write(pb, 0, data).has_value());  // the overflow is snapshot-wide
+  ev = sim_->wait_event(id, 0);
+  ASSERT_TRUE(ev.has_value() && ev->has_value());
+  EXPECT_EQ((*ev)->code, Event::Code::kCorrupted);
+  EXPECT_EQ((*ev)->corrupted_device, b);
+  EXPECT_EQ((*ev)->error_code, ENOSPC);
+  EXPECT_EQ(err_of(read_image(image_of(id, b))), ENOSPC);
+  // Appending storage does not revive an overflowed snapshot.
+  auto more = sim_->map_storage_file(make_storage("more", 4 << 20));
+  ASSERT_TRUE(sim_->append_storage(id, more->storage_dev, more->ranges).has_value());
+  EXPECT_EQ(err_of(read_image(image_of(id, b))), ENOSPC);
+  EXPECT_TRUE(sim_->inspect()->snapshots[0].overflow);
+}
+
 TEST_F(SimKernelTest, OutsideWriteDuringAHeldSnapshotCorruptsTheImage) {
   std::string p = make_device("a.img", kDev);
   DevId d = dev(p);
