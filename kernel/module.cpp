@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kernel/ioctl_module.h"
+#include "kernel/sim_module.h"
 
 namespace blkvault::kernel {
 
@@ -105,10 +106,11 @@ Status check_module_version(Module& module, std::string_view where) {
 Result<std::unique_ptr<Module>> open_module(const std::string& spec) {
   std::unique_ptr<Module> module;
   if (spec.starts_with("sim:")) {
-    // TODO(ioctl): SimModule::open once kernel/sim_module.h is committed.
-    return fail(ErrorCode::kInvalidArgument, "module " + spec + ": the simulated module is not built yet");
+    BLKVAULT_TRY_ASSIGN(auto sim, SimModule::open(spec.substr(4)));
+    module = std::move(sim);
+  } else {
+    BLKVAULT_TRY_ASSIGN(module, IoctlModule::open(spec));
   }
-  BLKVAULT_TRY_ASSIGN(module, IoctlModule::open(spec));
   BLKVAULT_TRY(check_module_version(*module, spec));
   return module;
 }
