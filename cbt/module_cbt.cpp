@@ -1,1 +1,0 @@
-// Module cbt: see docs/ARCHITECTURE.md
