@@ -1,23 +1,120 @@
 #include "app/cli.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "app/commands.h"
+#include "app/sim_commands.h"
 
 namespace blkvault::app {
+namespace {
+
+constexpr const char* kExitCodesHelp = R"(Exit status:
+  0    success
+  1    the operation failed (I/O error, full disk, device error, module refused)
+  2    bad usage or input (option, device, generation id, config, repository path)
+  3    verify or restore found damaged data
+  4    the repository is locked by another process
+  5    kernel module missing, wrong ABI version, or not root
+  70   internal error (a bug: please report it)
+  130  interrupted (SIGINT/SIGTERM); nothing partial was kept
+
+Environment: BLKVAULT_REPO (--repo), BLKVAULT_MODULE (--module).
+Documentation: docs/CLI.md)";
+
+// The one process-wide pointer the signal handler may touch.
+CancelToken* g_cancel = nullptr;
+
+extern "C" void on_signal(int sig) {
+  if (g_cancel) g_cancel->request(sig);
+}
+
+void install_signal_handlers(CancelToken& cancel) {
+  g_cancel = &cancel;
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: blocking calls return EINTR and see the token
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+[[maybe_unused]] std::string self_exe(const char* argv0) {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(argv0) : p.string();
+}
+
+}  // namespace
 
 int run_cli(int argc, char** argv) {
-  CLI::App cli{"blkvault — incremental block-level backup through veeamblksnap"};
+  CLI::App cli{"blkvault — incremental block-level backup of Linux block devices through the veeamblksnap "
+               "kernel module, into a deduplicated, compressed repository."};
+  cli.footer(kExitCodesHelp);
   cli.require_subcommand(1);
-  cli.add_subcommand("version", "Print the version")->callback([] { std::printf("blkvault %s\n", BLKVAULT_VERSION); });
+  cli.fallthrough();
+  cli.option_defaults()->always_capture_default();
+
+  OutputOptions oopt;
+  std::string repo, module_spec = "/dev/veeamblksnap", state_dir;
+  double lock_wait = 0;
+  cli.add_option("-r,--repo", repo, "Repository path")->envname("BLKVAULT_REPO");
+  cli.add_option("--module", module_spec, "Kernel module: /dev/veeamblksnap, or sim:DIR for the simulation")
+      ->envname("BLKVAULT_MODULE");
+  cli.add_option("--state-dir", state_dir,
+                 "Where blkvault records the snapshots it owns (default /var/lib/blkvault, or DIR/client for sim:DIR)");
+  cli.add_option("--lock-wait", lock_wait, "Seconds to wait for the repository lock (default: fail at once)")
+      ->check(CLI::NonNegativeNumber);
+  cli.add_flag("-q,--quiet", oopt.quiet, "No progress or informational messages");
+  cli.add_flag("--json", oopt.json, "Print the result as one JSON object on stdout");
+  cli.add_flag("--json-progress", oopt.json_progress, "Print progress as JSON lines on stderr");
+  cli.add_flag("-v,--verbose", oopt.verbose, "Debug messages");
+
+  SimCommands sim_cmds;
+  sim_cmds.add_to(cli);
+
+  cli.add_subcommand("version", "Print the version");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return cli.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return cli.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "blkvault: %s\n", e.what());
+    std::string msg = e.what();
+    std::fprintf(stderr, "blkvault: %s (see 'blkvault --help')\n", msg.c_str());
     return kExitUsage;
+  }
+
+  Output out(oopt);
+  CancelToken cancel;
+  install_signal_handlers(cancel);
+  Context ctx{out, cancel, repo, lock_wait, module_spec, state_dir};
+  if (ctx.state_dir.empty()) {
+    ctx.state_dir = module_spec.rfind("sim:", 0) == 0 ? module_spec.substr(4) + "/client" : "/var/lib/blkvault";
+  }
+
+  Status st;
+  if (sim_cmds.parsed()) {
+    st = sim_cmds.run(ctx);
+  } else {
+    out.result(fmt::format("blkvault {}", BLKVAULT_VERSION));
+    out.result_json({{"version", BLKVAULT_VERSION}});
+  }
+
+  if (!st) {
+    out.error(st.error());
+    return exit_status_for(st.error().code());
   }
   return kExitOk;
 }

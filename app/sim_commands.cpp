@@ -1,0 +1,132 @@
+#include "app/sim_commands.h"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "kernel/sim_module.h"
+
+namespace blkvault::app {
+
+void SimCommands::add_to(CLI::App& cli) {
+  sim_ = cli.add_subcommand("sim", "Drive the simulated kernel module (--module sim:DIR)");
+  sim_->require_subcommand(1);
+  write_ = sim_->add_subcommand("write", "Write stdin to DEVICE at --offset through the tracked path");
+  write_->add_option("device", device_, "Device (image file) known to the simulation")->required();
+  write_->add_option("--offset", offset_, "Byte offset")->required();
+  write_->add_option("--length", length_, "Bytes to take from stdin (default: all of it)");
+  show_ = sim_->add_subcommand("show", "Show trackers and snapshots of the simulated module");
+  drop_ = sim_->add_subcommand("drop-state", "Simulate a module reload: every tracker and snapshot vanishes");
+  fault_ = sim_->add_subcommand("fault", "Inject faults into the simulated module (for tests)");
+  fault_->add_option("--storage-limit", fault_storage_limit_,
+                     "Cap the difference storage at this many bytes (forces an overflow)");
+  fault_->add_option("--read-error", fault_read_error_, "OFFSET:LENGTH of DEVICE's image that fails with EIO");
+  fault_->add_flag("--lose-next-write", fault_lose_write_, "The next write to DEVICE is not recorded in its CBT map");
+  fault_->add_option("--device", device_, "Device the fault applies to");
+  fault_->add_flag("--clear", fault_clear_, "Remove every injected fault");
+}
+
+namespace {
+
+Result<std::unique_ptr<kernel::SimModule>> open_sim(const Context& ctx) {
+  if (ctx.module_spec.rfind("sim:", 0) != 0 || ctx.module_spec.size() <= 4) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("sim commands need --module sim:DIR (got '{}')", ctx.module_spec));
+  }
+  return kernel::SimModule::open(ctx.module_spec.substr(4));
+}
+
+Result<std::string> read_stdin(std::optional<uint64_t> limit) {
+  std::string data;
+  char buf[1 << 16];
+  while (!limit || data.size() < *limit) {
+    size_t want = sizeof buf;
+    if (limit) want = std::min<uint64_t>(want, *limit - data.size());
+    ssize_t n = ::read(STDIN_FILENO, buf, want);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail_errno("reading stdin");
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+  }
+  if (limit && data.size() < *limit) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("stdin ended after {} of the {} bytes of --length", data.size(), *limit));
+  }
+  return data;
+}
+
+}  // namespace
+
+Status SimCommands::run(Context& ctx) {
+  BLKVAULT_TRY_ASSIGN(auto sim, open_sim(ctx));
+  if (write_->parsed()) {
+    BLKVAULT_TRY_ASSIGN(std::string data, read_stdin(length_));
+    BLKVAULT_TRY(sim->write(device_, offset_, {reinterpret_cast<const uint8_t*>(data.data()), data.size()}));
+    ctx.out.note(fmt::format("wrote {} bytes to {} at offset {} through the simulated tracker", data.size(), device_, offset_));
+    return {};
+  }
+  if (drop_->parsed()) {
+    BLKVAULT_TRY(sim->drop_state());
+    ctx.out.note("simulated module reload: trackers and snapshots dropped");
+    return {};
+  }
+  if (fault_->parsed()) {
+    if (fault_clear_) BLKVAULT_TRY(sim->clear_faults());
+    if (!fault_storage_limit_.empty()) {
+      BLKVAULT_TRY_ASSIGN(uint64_t bytes, parse_size(fault_storage_limit_));
+      BLKVAULT_TRY(sim->set_storage_limit(bytes / kernel::kSectorSize));
+    }
+    if (!fault_read_error_.empty() || fault_lose_write_) {
+      if (device_.empty()) return fail(ErrorCode::kInvalidArgument, "this fault needs --device");
+      BLKVAULT_TRY_ASSIGN(kernel::DevId dev, sim->device_id(device_));
+      if (!fault_read_error_.empty()) {
+        auto colon = fault_read_error_.find(':');
+        if (colon == std::string::npos) {
+          return fail(ErrorCode::kInvalidArgument, fmt::format("--read-error '{}': expected OFFSET:LENGTH", fault_read_error_));
+        }
+        BLKVAULT_TRY_ASSIGN(uint64_t off, parse_size(fault_read_error_.substr(0, colon)));
+        BLKVAULT_TRY_ASSIGN(uint64_t len, parse_size(fault_read_error_.substr(colon + 1)));
+        BLKVAULT_TRY(sim->inject_read_error(dev, off, len));
+      }
+      if (fault_lose_write_) BLKVAULT_TRY(sim->lose_next_write(dev));
+    }
+    return {};
+  }
+  // show
+  BLKVAULT_TRY_ASSIGN(kernel::SimView view, sim->inspect());
+  nlohmann::json j;
+  j["trackers"] = nlohmann::json::array();
+  std::string text = fmt::format("{}\ntrackers:\n", sim->description());
+  for (const auto& t : view.trackers) {
+    j["trackers"].push_back({{"device", t.path},
+                             {"dev_id", kernel::to_string(t.info.dev)},
+                             {"generation_id", kernel::to_string(t.info.generation_id)},
+                             {"snap_number", t.info.snap_number},
+                             {"block_size_bytes", t.info.block_size_bytes},
+                             {"block_count", t.info.block_count},
+                             {"capacity_bytes", t.info.capacity_bytes}});
+    text += fmt::format("  {} ({}): generation {}, snap number {}, {} blocks of {} bytes\n", t.path,
+                        kernel::to_string(t.info.dev), kernel::to_string(t.info.generation_id), t.info.snap_number,
+                        t.info.block_count, t.info.block_size_bytes);
+  }
+  if (view.trackers.empty()) text += "  (none)\n";
+  text += "snapshots:\n";
+  j["snapshots"] = nlohmann::json::array();
+  for (const auto& s : view.snapshots) {
+    j["snapshots"].push_back({{"id", kernel::to_string(s.id)},
+                              {"taken", s.taken},
+                              {"devices", s.devices.size()},
+                              {"capacity_sectors", s.capacity_sectors},
+                              {"filled_sectors", s.filled_sectors},
+                              {"overflow", s.overflow}});
+    text += fmt::format("  {}: {}, {} device(s), diff storage {} of {} sectors used{}\n", kernel::to_string(s.id),
+                        s.taken ? "taken" : "created", s.devices.size(), s.filled_sectors, s.capacity_sectors,
+                        s.overflow ? ", OVERFLOWED" : "");
+  }
+  if (view.snapshots.empty()) text += "  (none)\n";
+  ctx.out.result(text);
+  ctx.out.result_json(j);
+  return {};
+}
+
+}  // namespace blkvault::app

@@ -1,0 +1,41 @@
+// tests/app/cli_support.h — run the real blkvault executable and capture what a
+// user would see: exit status, stdout, stderr.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace blkvault::test {
+
+struct CliRun {
+  int exit_status = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs BLKVAULT_BINARY with args. `stdin_path` (optional) is redirected to stdin.
+// Extra environment entries "K=V" are added; BLKVAULT_REPO/BLKVAULT_MODULE are
+// cleared unless given.
+CliRun run_blkvault(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+                    const std::string& stdin_path = "");
+
+// A fresh temporary directory, removed (recursively) by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Writes `size` bytes of deterministic data (seeded) to a new file.
+void write_random_file(const std::string& path, uint64_t size, uint64_t seed);
+std::string read_whole(const std::string& path);
+
+}  // namespace blkvault::test
