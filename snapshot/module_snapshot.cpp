@@ -1,1 +1,0 @@
-// Module snapshot: see docs/ARCHITECTURE.md

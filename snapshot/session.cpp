@@ -1,0 +1,271 @@
+#include "snapshot/session.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/file_io.h"
+
+namespace blkvault::snapshot {
+namespace {
+
+constexpr const char* kRecordName = "snapshots.json";
+
+std::string record_path(const std::string& state_dir) { return state_dir + "/" + kRecordName; }
+
+struct Record {
+  std::string id;
+  std::vector<std::string> storage_files;
+};
+
+Result<std::vector<Record>> load_records(const std::string& state_dir) {
+  auto text = read_file(record_path(state_dir));
+  if (!text) {
+    if (text.error().code() == ErrorCode::kNotFound) return std::vector<Record>{};
+    return fail(std::move(text).error());
+  }
+  try {
+    std::vector<Record> out;
+    const nlohmann::json doc = nlohmann::json::parse(*text);
+    for (const auto& s : doc.at("snapshots")) {
+      out.push_back({s.at("id").get<std::string>(), s.at("storage_files").get<std::vector<std::string>>()});
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return fail(ErrorCode::kCorrupt, fmt::format("reading {}: {}", record_path(state_dir), e.what()));
+  }
+}
+
+Status save_records(const std::string& state_dir, const std::vector<Record>& records) {
+  nlohmann::json j{{"snapshots", nlohmann::json::array()}};
+  for (const auto& r : records) j["snapshots"].push_back({{"id", r.id}, {"storage_files", r.storage_files}});
+  return write_file_atomic(record_path(state_dir), j.dump(2) + "\n");
+}
+
+Status ensure_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(ErrorCode::kIo, fmt::format("creating {}: {}", dir, ec.message()));
+  ::chmod(dir.c_str(), 0700);
+  return {};
+}
+
+}  // namespace
+
+Result<int> cleanup_orphans(kernel::Module& module, const std::string& state_dir, Logger& log) {
+  BLKVAULT_TRY_ASSIGN(auto records, load_records(state_dir));
+  if (records.empty()) return 0;
+  BLKVAULT_TRY_ASSIGN(auto held, module.snapshots());
+  int destroyed = 0;
+  for (const auto& r : records) {
+    auto id = kernel::parse_uuid(r.id);
+    if (id && std::find(held.begin(), held.end(), *id) != held.end()) {
+      Status st = module.destroy_snapshot(*id);
+      if (!st && st.error().code() != ErrorCode::kNotFound) {
+        return fail(std::move(st).error().wrap("destroying orphaned snapshot " + r.id));
+      }
+      ++destroyed;
+      log.warning(fmt::format("destroyed snapshot {} left behind by an interrupted blkvault run", r.id));
+    }
+    for (const auto& f : r.storage_files) ::unlink(f.c_str());
+  }
+  BLKVAULT_TRY(save_records(state_dir, {}));
+  return destroyed;
+}
+
+Result<std::unique_ptr<Session>> Session::open(kernel::Module& module, const std::vector<std::string>& device_paths,
+                                               SessionOptions options, Logger& log, const CancelToken* cancel) {
+  if (device_paths.empty()) return fail(ErrorCode::kInvalidArgument, "no device to snapshot");
+  BLKVAULT_TRY(ensure_dir(options.state_dir));
+  BLKVAULT_TRY(ensure_dir(options.diff_storage_dir));
+  BLKVAULT_TRY(cleanup_orphans(module, options.state_dir, log));
+  std::unique_ptr<Session> s(new Session(module, std::move(options), log));
+  if (Status st = s->start(device_paths, cancel); !st) {
+    Status closed = s->close();
+    if (!closed) log.error(closed.error().message());
+    return fail(std::move(st).error());
+  }
+  return s;
+}
+
+Status Session::start(const std::vector<std::string>& device_paths, const CancelToken* cancel) {
+  std::vector<kernel::DevId> ids;
+  for (const auto& p : device_paths) {
+    BLKVAULT_TRY_ASSIGN(kernel::DevId dev, module_.device_id(p));
+    if (std::find(ids.begin(), ids.end(), dev) != ids.end()) {
+      return fail(ErrorCode::kInvalidArgument, fmt::format("device {} is given twice", p));
+    }
+    ids.push_back(dev);
+    devices_.push_back(SessionDevice{p, dev, {}, {}, nullptr});
+  }
+  struct stat st {};
+  if (::stat(options_.diff_storage_dir.c_str(), &st) == 0) {
+    for (const auto& d : devices_) {
+      if (st.st_dev == makedev(d.dev.major, d.dev.minor)) {
+        return fail(ErrorCode::kInvalidArgument,
+                    fmt::format("difference storage directory {} is on {}, a device being backed up; choose another "
+                                "filesystem with --diff-storage",
+                                options_.diff_storage_dir, d.path));
+      }
+    }
+  }
+  BLKVAULT_TRY_ASSIGN(id_, module_.create_snapshot(ids));
+  created_ = true;
+  BLKVAULT_TRY(write_record());
+
+  // The module queues a low_free_space event at create; answer it before take.
+  uint64_t requested_bytes = 0;
+  BLKVAULT_TRY_ASSIGN(auto first, module_.wait_event(id_, options_.event_poll_ms));
+  if (first && first->code == kernel::Event::Code::kLowFreeSpace) {
+    requested_bytes = first->requested_sectors * kernel::kSectorSize;
+  }
+  BLKVAULT_TRY(add_storage(std::min(options_.limit_bytes, std::max(options_.initial_bytes, requested_bytes))));
+  if (cancel) BLKVAULT_TRY(cancel->check());
+
+  events_ = std::thread([this] { event_loop(); });
+  BLKVAULT_TRY(module_.take_snapshot(id_));
+  BLKVAULT_TRY_ASSIGN(auto images, module_.snapshot_images(id_));
+  BLKVAULT_TRY_ASSIGN(auto infos, module_.tracked_devices());
+  for (auto& d : devices_) {
+    auto img = std::find_if(images.begin(), images.end(), [&](const kernel::ImageInfo& i) { return i.original == d.dev; });
+    if (img == images.end() || img->image == kernel::DevId{}) {
+      return fail(ErrorCode::kModule, fmt::format("the module created no snapshot image for {}", d.path));
+    }
+    d.image = img->image;
+    auto info = std::find_if(infos.begin(), infos.end(), [&](const kernel::CbtInfo& i) { return i.dev == d.dev; });
+    if (info == infos.end()) return fail(ErrorCode::kModule, fmt::format("{} is not tracked after the take", d.path));
+    d.cbt = *info;
+    BLKVAULT_TRY_ASSIGN(d.reader, module_.open_image(d.image));
+  }
+  return {};
+}
+
+Status Session::add_storage(uint64_t bytes) {
+  bytes = (bytes + (1 << 20) - 1) / (1 << 20) * (1 << 20);
+  std::string path;
+  {
+    std::lock_guard lock(mutex_);
+    path = fmt::format("{}/blkvault-diff-{}-{}", options_.diff_storage_dir, kernel::to_string(id_), storage_files_.size());
+    storage_files_.push_back(path);
+  }
+  BLKVAULT_TRY(write_record());  // recorded before it exists, so a crash cannot leak it
+  BLKVAULT_TRY_ASSIGN(UniqueFd fd, open_file(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600));
+  if (int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)); rc != 0) {
+    return fail_errno(fmt::format("preallocating {} bytes of difference storage in {}", bytes, path), rc);
+  }
+  BLKVAULT_TRY(fsync_fd(fd.get(), path));
+  BLKVAULT_TRY(fd.close(path));
+  BLKVAULT_TRY_ASSIGN(auto extents, module_.map_storage_file(path));
+  BLKVAULT_TRY(module_.append_storage(id_, extents.storage_dev, extents.ranges));
+  storage_bytes_ += bytes;
+  return {};
+}
+
+Status Session::write_record() {
+  BLKVAULT_TRY_ASSIGN(auto records, load_records(options_.state_dir));
+  std::string id = kernel::to_string(id_);
+  std::erase_if(records, [&](const Record& r) { return r.id == id; });
+  Record mine{id, {}};
+  {
+    std::lock_guard lock(mutex_);
+    mine.storage_files = storage_files_;
+  }
+  records.push_back(std::move(mine));
+  return save_records(options_.state_dir, records);
+}
+
+void Session::event_loop() {
+  while (!stop_.load()) {
+    auto ev = module_.wait_event(id_, options_.event_poll_ms);
+    if (!ev) {
+      if (ev.error().code() == ErrorCode::kNotFound) return;  // snapshot gone
+      log_.warning(ev.error().message());
+      continue;
+    }
+    if (!*ev) continue;
+    const kernel::Event& e = **ev;
+    if (e.code == kernel::Event::Code::kLowFreeSpace) {
+      uint64_t want = e.requested_sectors * kernel::kSectorSize;
+      if (storage_bytes_.load() + want > options_.limit_bytes) {
+        log_.warning(fmt::format("difference storage would exceed its limit of {} bytes; not growing it (the snapshot "
+                                 "may overflow if writes continue)",
+                                 options_.limit_bytes));
+        continue;
+      }
+      if (Status st = add_storage(want); !st) log_.error(st.error().message());
+    } else {
+      std::lock_guard lock(mutex_);
+      std::string name = kernel::to_string(e.corrupted_device);
+      for (const auto& d : devices_) {
+        if (d.dev == e.corrupted_device) name = d.path;
+      }
+      failures_.emplace_back(e.corrupted_device,
+                             Error::from_errno(fmt::format("the snapshot of {} is corrupted (difference storage "
+                                                           "overflow or I/O error); its image can no longer be read",
+                                                           name),
+                                               e.error_code));
+    }
+  }
+}
+
+std::optional<Error> Session::device_failure(kernel::DevId dev) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [d, e] : failures_) {
+    if (d == dev) return e;
+  }
+  return std::nullopt;
+}
+
+Result<std::vector<uint8_t>> Session::read_cbt_map(const SessionDevice& device) {
+  std::vector<uint8_t> map(device.cbt.block_count);
+  BLKVAULT_TRY(module_.read_cbt_map(device.dev, 0, map));
+  return map;
+}
+
+Status Session::close() {
+  if (closed_) return {};
+  closed_ = true;
+  stop_ = true;
+  if (events_.joinable()) events_.join();
+  for (auto& d : devices_) d.reader.reset();
+  Status result;
+  if (created_) {
+    Status st = module_.destroy_snapshot(id_);
+    if (!st && st.error().code() != ErrorCode::kNotFound) {
+      // Keep the record: the next run's cleanup_orphans retries.
+      return fail(std::move(st).error().wrap("destroying snapshot " + kernel::to_string(id_)));
+    }
+  }
+  std::vector<std::string> files;
+  {
+    std::lock_guard lock(mutex_);
+    files = storage_files_;
+  }
+  for (const auto& f : files) {
+    if (::unlink(f.c_str()) != 0 && errno != ENOENT && result) result = fail_errno("removing " + f);
+  }
+  if (created_) {
+    auto records = load_records(options_.state_dir);
+    if (records) {
+      std::string id = kernel::to_string(id_);
+      std::erase_if(*records, [&](const Record& r) { return r.id == id; });
+      if (Status st = save_records(options_.state_dir, *records); !st && result) result = st;
+    } else if (result) {
+      result = fail(std::move(records).error());
+    }
+  }
+  return result;
+}
+
+Session::~Session() {
+  if (Status st = close(); !st) log_.error(st.error().message());
+}
+
+}  // namespace blkvault::snapshot
