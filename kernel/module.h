@@ -99,7 +99,7 @@ class Module {
   // "veeamblksnap 6.3.0.73 (/dev/veeamblksnap)" or "simulated veeamblksnap 6.3.0.73 (sim:/dir)".
   virtual std::string description() const = 0;
 
-  // VERSION. Callers check major.minor == 6.3 and refuse others (kUnsupported).
+  // VERSION. Callers refuse anything but 6.3 with check_module_version() (kModule).
   virtual Result<Version> version() = 0;
 
   // Resolves a device path given by the user to the DevId the module uses

@@ -124,6 +124,43 @@ TEST_F(SessionTest, OrphanOfAKilledRunIsDestroyedByTheNextOpen) {
   EXPECT_EQ(storage_files(), 0u);
 }
 
+CancelToken* g_child_cancel = nullptr;
+extern "C" void child_on_sigterm(int sig) { g_child_cancel->request(sig); }
+
+// The app's signal handling: SIGTERM only sets the token; the caller notices it,
+// returns, and the Session's destructor releases the snapshot.
+TEST_F(SessionTest, SigtermMidSessionReleasesTheSnapshot) {
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    CancelToken cancel;
+    g_child_cancel = &cancel;
+    ::signal(SIGTERM, child_on_sigterm);
+    auto sim = kernel::SimModule::open(dir_ + "/sim");
+    {
+      auto s = Session::open(**sim, {disk_}, options_, log_, &cancel);
+      if (!s) _exit(3);
+      char c = 1;
+      if (::write(ready[1], &c, 1) != 1) _exit(4);
+      while (!cancel.cancelled()) ::usleep(1000);
+    }
+    _exit(0);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  EXPECT_EQ(sim_->snapshots()->size(), 1u);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(sim_->snapshots()->empty());
+  EXPECT_EQ(storage_files(), 0u);
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
 TEST_F(SessionTest, ForeignSnapshotIsNotTouchedByCleanup) {
   auto dev = sim_->device_id(disk_);
   ASSERT_TRUE(dev);
