@@ -1,0 +1,186 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "common/file_io.h"
+#include "repo/storage.h"
+
+namespace blkvault::repo {
+namespace {
+
+std::atomic<unsigned> g_temp_counter{0};
+
+bool valid_segment_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+         c == '-';
+}
+
+// Ensures every directory of `path` below root exists as a real directory (0700),
+// refusing symlinks on the way.
+Status make_parents(const std::string& root, std::string_view name) {
+  std::string dir = root;
+  size_t pos = 0;
+  while (true) {
+    size_t slash = name.find('/', pos);
+    if (slash == std::string_view::npos) return {};
+    dir += "/";
+    dir += name.substr(pos, slash - pos);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return fail_errno(fmt::format("creating {}", dir));
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0) return fail_errno(fmt::format("stat of {}", dir));
+    if (!S_ISDIR(st.st_mode)) {
+      return fail(ErrorCode::kCorrupt, fmt::format("{} is not a directory (a symbolic link?); refusing to follow it", dir));
+    }
+    pos = slash + 1;
+  }
+}
+
+class LocalWriter final : public Storage::Writer {
+ public:
+  LocalWriter(std::string final_path, std::string temp_path, UniqueFd fd)
+      : final_(std::move(final_path)), temp_(std::move(temp_path)), fd_(std::move(fd)) {}
+  ~LocalWriter() override {
+    if (!committed_) {
+      fd_.reset();
+      ::unlink(temp_.c_str());
+    }
+  }
+  Status append(std::span<const uint8_t> data) override {
+    BLKVAULT_TRY(write_full(fd_.get(), data, temp_));
+    size_ += data.size();
+    return {};
+  }
+  uint64_t size() const override { return size_; }
+  Status commit() override {
+    if (committed_) return fail(ErrorCode::kInternal, fmt::format("{} committed twice", final_));
+    BLKVAULT_TRY(fsync_fd(fd_.get(), temp_));
+    BLKVAULT_TRY(fd_.close(temp_));
+    // link(2) publishes without replacing: EEXIST if the name is taken.
+    if (::link(temp_.c_str(), final_.c_str()) != 0) {
+      if (errno == EEXIST) return fail(ErrorCode::kInvalidArgument, fmt::format("{} already exists", final_), EEXIST);
+      return fail_errno(fmt::format("publishing {}", final_));
+    }
+    committed_ = true;
+    ::unlink(temp_.c_str());
+    return fsync_dir(std::filesystem::path(final_).parent_path().string());
+  }
+
+ private:
+  std::string final_, temp_;
+  UniqueFd fd_;
+  uint64_t size_ = 0;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+Status check_name(std::string_view name) {
+  auto bad = [&](std::string_view why) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("invalid repository file name '{}': {}", name, why));
+  };
+  if (name.empty()) return bad("empty");
+  if (name.front() == '/' || name.back() == '/') return bad("leading or trailing '/'");
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t slash = name.find('/', start);
+    std::string_view seg = name.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (seg.empty()) return bad("empty path segment");
+    if (seg == "." || seg == "..") return bad("'.' or '..' segment");
+    if (!std::all_of(seg.begin(), seg.end(), valid_segment_char)) return bad("characters outside [A-Za-z0-9._-]");
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return {};
+}
+
+Result<std::unique_ptr<LocalStorage>> LocalStorage::open(const std::string& root) {
+  struct stat st {};
+  if (::lstat(root.c_str(), &st) != 0) return fail_errno(fmt::format("opening repository {}", root));
+  if (!S_ISDIR(st.st_mode)) return fail(ErrorCode::kInvalidArgument, fmt::format("{} is not a directory", root));
+  return std::unique_ptr<LocalStorage>(new LocalStorage(root));
+}
+
+Result<std::string> LocalStorage::path_for(std::string_view name, bool create_dirs) {
+  BLKVAULT_TRY(check_name(name));
+  if (create_dirs) BLKVAULT_TRY(make_parents(root_, name));
+  return root_ + "/" + std::string(name);
+}
+
+Status LocalStorage::put(std::string_view name, std::span<const uint8_t> data) {
+  BLKVAULT_TRY_ASSIGN(auto w, create(name));
+  BLKVAULT_TRY(w->append(data));
+  return w->commit();
+}
+
+Result<std::unique_ptr<Storage::Writer>> LocalStorage::create(std::string_view name) {
+  BLKVAULT_TRY_ASSIGN(std::string path, path_for(name, true));
+  std::string temp = fmt::format("{}.tmp-{}-{}", path, ::getpid(), g_temp_counter++);
+  BLKVAULT_TRY_ASSIGN(UniqueFd fd, open_file(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600));
+  return std::unique_ptr<Writer>(new LocalWriter(path, temp, std::move(fd)));
+}
+
+Result<std::vector<uint8_t>> LocalStorage::get(std::string_view name) {
+  BLKVAULT_TRY_ASSIGN(uint64_t n, size(name));
+  return get_range(name, 0, n);
+}
+
+Result<std::vector<uint8_t>> LocalStorage::get_range(std::string_view name, uint64_t offset, uint64_t length) {
+  BLKVAULT_TRY_ASSIGN(std::string path, path_for(name, false));
+  BLKVAULT_TRY_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY | O_NOFOLLOW));
+  std::vector<uint8_t> out(length);
+  BLKVAULT_TRY(pread_full(fd.get(), out, offset, path));
+  return out;
+}
+
+Result<uint64_t> LocalStorage::size(std::string_view name) {
+  BLKVAULT_TRY_ASSIGN(std::string path, path_for(name, false));
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return fail_errno(fmt::format("stat of {}", path));
+  if (!S_ISREG(st.st_mode)) return fail(ErrorCode::kCorrupt, fmt::format("{} is not a regular file", path));
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Result<bool> LocalStorage::exists(std::string_view name) {
+  BLKVAULT_TRY_ASSIGN(std::string path, path_for(name, false));
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) return true;
+  if (errno == ENOENT) return false;
+  return fail_errno(fmt::format("stat of {}", path));
+}
+
+Result<std::vector<std::string>> LocalStorage::list(std::string_view prefix) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  namespace fs = std::filesystem;
+  for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_symlink()) {
+      if (it->is_directory()) it.disable_recursion_pending();
+      continue;
+    }
+    if (!it->is_regular_file()) continue;
+    std::string rel = fs::relative(it->path(), root_).generic_string();
+    if (rel.find(".tmp-") != std::string::npos) continue;  // unpublished writes
+    if (rel.compare(0, prefix.size(), prefix) == 0) out.push_back(std::move(rel));
+  }
+  if (ec) return fail(ErrorCode::kIo, fmt::format("listing {}: {}", root_, ec.message()));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Status LocalStorage::remove(std::string_view name) {
+  BLKVAULT_TRY_ASSIGN(std::string path, path_for(name, false));
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return {};
+    return fail_errno(fmt::format("removing {}", path));
+  }
+  return fsync_dir(std::filesystem::path(path).parent_path().string());
+}
+
+}  // namespace blkvault::repo

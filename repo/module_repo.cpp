@@ -1,1 +1,0 @@
-// Module repo: see docs/ARCHITECTURE.md
