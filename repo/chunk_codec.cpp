@@ -6,26 +6,10 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "common/coding.h"
 #include "common/file_io.h"
 
 namespace blkvault::repo {
-namespace {
-
-void put_u16(uint8_t* p, uint16_t v) { for (int i = 0; i < 2; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i)); }
-void put_u32(uint8_t* p, uint32_t v) { for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i)); }
-void put_u64(uint8_t* p, uint64_t v) { for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i)); }
-uint32_t get_u32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-uint64_t get_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-
-}  // namespace
 
 std::string to_hex(const ChunkId& id) { return blkvault::to_hex(id); }
 
@@ -53,22 +37,22 @@ bool is_all_zero(std::span<const uint8_t> data) {
 
 std::array<uint8_t, BlobHeader::kSize> BlobHeader::encode() const {
   std::array<uint8_t, kSize> b{};
-  put_u32(&b[0], kMagic);
+  put_le<uint32_t>(&b[0], kMagic);
   b[4] = kVersion;
   b[5] = static_cast<uint8_t>(compression);
-  put_u16(&b[6], 0);
+  put_le<uint16_t>(&b[6], 0);
   std::memcpy(&b[8], id.data(), id.size());
-  put_u32(&b[24], raw_size);
-  put_u32(&b[28], stored_size);
-  put_u64(&b[32], data_checksum);
-  put_u64(&b[40], XXH3_64bits(b.data(), 40));
+  put_le<uint32_t>(&b[24], raw_size);
+  put_le<uint32_t>(&b[28], stored_size);
+  put_le<uint64_t>(&b[32], data_checksum);
+  put_le<uint64_t>(&b[40], XXH3_64bits(b.data(), 40));
   return b;
 }
 
 Result<BlobHeader> BlobHeader::decode(std::span<const uint8_t> b, const std::string& where) {
   if (b.size() < kSize) return fail(ErrorCode::kCorrupt, fmt::format("{}: blob header truncated", where));
-  if (get_u32(&b[0]) != kMagic) return fail(ErrorCode::kCorrupt, fmt::format("{}: not a blob header (bad magic)", where));
-  if (get_u64(&b[40]) != XXH3_64bits(b.data(), 40)) {
+  if (get_le<uint32_t>(&b[0]) != kMagic) return fail(ErrorCode::kCorrupt, fmt::format("{}: not a blob header (bad magic)", where));
+  if (get_le<uint64_t>(&b[40]) != XXH3_64bits(b.data(), 40)) {
     return fail(ErrorCode::kCorrupt, fmt::format("{}: blob header checksum mismatch", where));
   }
   if (b[4] != kVersion) {
@@ -80,9 +64,9 @@ Result<BlobHeader> BlobHeader::decode(std::span<const uint8_t> b, const std::str
   BlobHeader h;
   h.compression = static_cast<Compression>(b[5]);
   std::memcpy(h.id.data(), &b[8], h.id.size());
-  h.raw_size = get_u32(&b[24]);
-  h.stored_size = get_u32(&b[28]);
-  h.data_checksum = get_u64(&b[32]);
+  h.raw_size = get_le<uint32_t>(&b[24]);
+  h.stored_size = get_le<uint32_t>(&b[28]);
+  h.data_checksum = get_le<uint64_t>(&b[32]);
   if (h.compression == Compression::kNone && h.raw_size != h.stored_size) {
     return fail(ErrorCode::kCorrupt, fmt::format("{}: raw blob with differing sizes", where));
   }

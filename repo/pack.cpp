@@ -1,5 +1,7 @@
 #include "repo/pack.h"
 
+#include "common/coding.h"
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -16,15 +18,6 @@ constexpr uint32_t kPackMagic = 0x4b505642;  // "BVPK"
 constexpr uint8_t kPackVersion = 1;
 constexpr size_t kEntrySize = 28;
 constexpr size_t kFooterSize = 24;
-
-void put_le(uint8_t* p, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint64_t get_le(const uint8_t* p, int n) {
-  uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
 
 }  // namespace
 
@@ -45,16 +38,16 @@ Status PackWriter::finish() {
   uint8_t* p = t.data();
   for (const auto& e : entries_) {
     std::memcpy(p, e.id.data(), 16);
-    put_le(p + 16, e.offset, 8);
-    put_le(p + 24, e.length, 4);
+    put_le<uint64_t>(p + 16, e.offset);
+    put_le<uint32_t>(p + 24, e.length);
     p += kEntrySize;
   }
   const size_t entries_bytes = entries_.size() * kEntrySize;
-  put_le(p, kPackMagic, 4);
+  put_le<uint32_t>(p, kPackMagic);
   p[4] = kPackVersion;
-  put_le(p + 8, entries_.size(), 4);
-  put_le(p + 12, XXH3_64bits(t.data(), entries_bytes), 8);
-  put_le(p + 20, XXH3_64bits(p, 20) & 0xffffffffu, 4);
+  put_le<uint32_t>(p + 8, entries_.size());
+  put_le<uint64_t>(p + 12, XXH3_64bits(t.data(), entries_bytes));
+  put_le<uint32_t>(p + 20, XXH3_64bits(p, 20) & 0xffffffffu);
   BLKVAULT_TRY(writer_->append(t));
   return writer_->commit();
 }
@@ -64,22 +57,22 @@ Result<std::vector<PackEntry>> read_pack_index(Storage& storage, const std::stri
   auto bad = [&](std::string_view why) { return fail(ErrorCode::kCorrupt, fmt::format("pack {}: {}", name, why)); };
   if (size < kFooterSize) return bad("too short to hold a trailer (truncated?)");
   BLKVAULT_TRY_ASSIGN(auto f, storage.get_range(name, size - kFooterSize, kFooterSize));
-  if (get_le(&f[0], 4) != kPackMagic) return bad("no pack trailer at its end (truncated or not a pack)");
-  if ((XXH3_64bits(f.data(), 20) & 0xffffffffu) != get_le(&f[20], 4)) return bad("trailer footer checksum mismatch");
+  if (get_le<uint32_t>(&f[0]) != kPackMagic) return bad("no pack trailer at its end (truncated or not a pack)");
+  if ((XXH3_64bits(f.data(), 20) & 0xffffffffu) != get_le<uint32_t>(&f[20])) return bad("trailer footer checksum mismatch");
   if (f[4] != kPackVersion) {
     return fail(ErrorCode::kUnsupported, fmt::format("pack {}: pack format version {} is not supported", name, f[4]));
   }
-  const uint64_t count = get_le(&f[8], 4);
+  const uint64_t count = get_le<uint32_t>(&f[8]);
   if (count * kEntrySize + kFooterSize > size) return bad("trailer entry count exceeds the pack size");
   BLKVAULT_TRY_ASSIGN(auto t, storage.get_range(name, size - kFooterSize - count * kEntrySize, count * kEntrySize));
-  if (XXH3_64bits(t.data(), t.size()) != get_le(&f[12], 8)) return bad("trailer entries checksum mismatch");
+  if (XXH3_64bits(t.data(), t.size()) != get_le<uint64_t>(&f[12])) return bad("trailer entries checksum mismatch");
   std::vector<PackEntry> out(count);
   const uint64_t data_end = size - kFooterSize - count * kEntrySize;
   for (uint64_t i = 0; i < count; ++i) {
     const uint8_t* p = &t[i * kEntrySize];
     std::memcpy(out[i].id.data(), p, 16);
-    out[i].offset = get_le(p + 16, 8);
-    out[i].length = static_cast<uint32_t>(get_le(p + 24, 4));
+    out[i].offset = get_le<uint64_t>(p + 16);
+    out[i].length = get_le<uint32_t>(p + 24);
     if (out[i].offset + out[i].length > data_end || out[i].length < BlobHeader::kSize) {
       return bad(fmt::format("trailer entry {} points outside the pack's data", i));
     }
