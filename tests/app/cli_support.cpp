@@ -72,17 +72,6 @@ CliRun run_blkvault(const std::vector<std::string>& args, const std::vector<std:
   return r;
 }
 
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/blkvault-test-XXXXXX";
-  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 void write_random_file(const std::string& path, uint64_t size, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.h"
+
 namespace blkvault::test {
 
 struct CliRun {
@@ -19,20 +21,6 @@ struct CliRun {
 // cleared unless given.
 CliRun run_blkvault(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
                     const std::string& stdin_path = "");
-
-// A fresh temporary directory, removed (recursively) by the destructor.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // Writes `size` bytes of deterministic data (seeded) to a new file.
 void write_random_file(const std::string& path, uint64_t size, uint64_t seed);

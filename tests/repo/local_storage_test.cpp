@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
+
 #include <filesystem>
 #include <string>
 
@@ -18,15 +20,12 @@ std::string text(const std::vector<uint8_t>& v) { return std::string(v.begin(), 
 class LocalStorageTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/blkvault-storage-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
     auto s = LocalStorage::open(root_);
     ASSERT_TRUE(s) << s.error().message();
     storage_ = std::move(*s);
   }
-  void TearDown() override { fs::remove_all(root_); }
-  std::string root_;
+  test::TempDir tmp_;
+  std::string root_ = tmp_.path();
   std::unique_ptr<LocalStorage> storage_;
 };
 

@@ -11,18 +11,13 @@
 #include <regex>
 #include <thread>
 
+#include "temp_dir.h"
+
 namespace blkvault::repo {
 namespace {
 
 class LockTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/blkvault-lock-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   // A child that takes the lock, signals through a pipe, then sleeps until killed.
   pid_t holder() {
     int p[2];
@@ -42,7 +37,8 @@ class LockTest : public ::testing::Test {
     return pid;
   }
 
-  std::string dir_;
+  test::TempDir tmp_;
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(LockTest, SecondWriterFailsAtOnceNamingTheHolder) {

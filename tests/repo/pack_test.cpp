@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -13,14 +15,10 @@ namespace fs = std::filesystem;
 class PackTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/blkvault-pack-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
     storage_ = std::move(*LocalStorage::open(root_));
     std::mt19937_64 rng(5);
     for (auto& b : key_) b = static_cast<uint8_t>(rng());
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   // Writes a pack of `n` chunks of mixed compressibility; returns their plaintexts.
   std::vector<std::vector<uint8_t>> write_pack(const std::string& name, int n) {
@@ -40,7 +38,8 @@ class PackTest : public ::testing::Test {
     return chunks;
   }
 
-  std::string root_;
+  test::TempDir tmp_;
+  std::string root_ = tmp_.path();
   std::unique_ptr<LocalStorage> storage_;
   ChunkKey key_;
 };
