@@ -1,0 +1,268 @@
+// repo/repository.h — the repository engine: generations of device images,
+// deduplicated into packs, described by immutable manifests, indexed in SQLite.
+//
+// Truth and cache (docs/FORMAT.md):
+//   * "config"            immutable, written once by init_repository();
+//   * "packs/xx/<hex>"    immutable, self-describing (blob headers + trailer);
+//   * "manifests/<gen>"   immutable, one per committed generation: its devices,
+//                         their sizes and CBT baselines, and each device's chunk
+//                         map as a delta against its parent generation;
+//   * "index.sqlite"      a cache of all of the above (plus the history of failed
+//                         runs) that Repository::open brings up to date and that
+//                         rebuild_index() recreates from packs and manifests alone.
+//
+// Commit order (what makes a crash at any point safe):
+//   packs fsynced and published -> manifest fsynced and published -> index txn.
+// A crash before the manifest leaves only unreferenced packs (gc reclaims them);
+// a crash after it leaves a manifest the index does not know yet, which the next
+// open replays. A generation is visible (list, restore) only once committed.
+//
+// Thread-safety: Repository's methods may be called from several threads (one
+// SQLite connection behind a mutex). DeviceWriter::put is the one hot path meant
+// to be called concurrently; everything else on a writer is single-threaded.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/cancel.h"
+#include "common/error.h"
+#include "common/logger.h"
+#include "repo/chunk_codec.h"
+#include "repo/storage.h"
+
+namespace blkvault::repo {
+
+inline constexpr uint32_t kFormatVersion = 1;
+
+using GenerationId = uint64_t;
+
+struct RepoConfig {
+  uint32_t format_version = kFormatVersion;
+  std::string id;                    // 32 hex digits, random at init
+  uint64_t chunk_size = 1 << 20;     // power of two, 64 KiB .. 16 MiB
+  int compression_level = 3;         // zstd level, 1 .. 19
+  uint64_t pack_size = 64ull << 20;  // a pack is finished once it reaches this
+  ChunkKey chunk_key{};              // XXH3 secret for chunk ids
+  std::string created;               // RFC 3339 UTC
+};
+
+struct InitOptions {
+  uint64_t chunk_size = 1 << 20;
+  int compression_level = 3;
+  uint64_t pack_size = 64ull << 20;
+};
+
+// Creates a repository at `path`: a new directory, or an existing empty one.
+// kInvalidArgument for a bad chunk size/level or a non-empty directory (naming
+// what is there: "already a blkvault repository" or "not empty").
+Status init_repository(const std::string& path, const InitOptions& options);
+
+enum class GenerationState { kInProgress, kComplete, kPartial, kFailed };
+std::string_view to_string(GenerationState state);  // "in-progress", "complete", ...
+
+// One device in one generation.
+struct DeviceRecord {
+  std::string name;                  // the device as the user named it ("/dev/sdb")
+  uint64_t size_bytes = 0;
+  bool complete = true;              // false: it failed in a --partial generation
+  std::string error;                 // why, when !complete
+  std::optional<GenerationId> parent;  // the generation its chunk map is a delta against
+  std::string baseline;              // opaque CBT baseline (cbt::Baseline::encode), "" if none
+  std::string mode;                  // "full" or "incremental"
+  std::string reason;                // why a full read ("no previous backup", ...), "" otherwise
+  uint64_t changed_bytes = 0;        // what the CBT said changed (device size for a full read)
+  uint64_t read_bytes = 0;           // bytes handed to put()
+  uint64_t new_bytes = 0;            // raw bytes of chunks not already in the repository
+  uint64_t stored_bytes = 0;         // what those took in packs (headers included)
+  uint64_t chunks_changed = 0;       // map entries that differ from the parent
+};
+
+struct GenerationInfo {
+  GenerationId id = 0;
+  GenerationState state = GenerationState::kInProgress;
+  int64_t started_ms = 0;            // Unix time, milliseconds
+  int64_t finished_ms = 0;
+  std::string host;
+  std::string tool_version;
+  std::string error;                 // why it failed (kFailed)
+  std::vector<DeviceRecord> devices;
+  const DeviceRecord* device(std::string_view name) const;
+};
+
+// Where one chunk of a device lives.
+struct ChunkRef {
+  uint64_t chunk_index = 0;
+  ChunkId id{};
+  uint32_t pack = 0;    // index into DeviceImage::packs
+  uint32_t length = 0;  // header + stored bytes
+  uint64_t offset = 0;  // of the blob header in the pack
+  uint32_t raw_size = 0;
+};
+
+// A device as of one generation: its size and its non-zero chunks in order
+// (every chunk index not listed reads as zeros). About 48 bytes per chunk.
+struct DeviceImage {
+  GenerationId generation = 0;
+  std::string device;
+  uint64_t size_bytes = 0;
+  uint64_t chunk_size = 0;
+  std::vector<std::string> packs;  // names of the packs the chunks sit in
+  std::vector<ChunkRef> chunks;
+};
+
+// Where a restore writes. Called from several threads, each chunk once.
+class RestoreSink {
+ public:
+  virtual ~RestoreSink() = default;
+  virtual Status write_at(uint64_t offset, std::span<const uint8_t> data) = 0;
+  // [offset, offset + length) must read as zeros afterwards (a hole in the map).
+  virtual Status zero(uint64_t offset, uint64_t length) = 0;
+};
+
+struct RestoreStats {
+  uint64_t bytes_written = 0;  // data chunks
+  uint64_t bytes_zero = 0;     // holes
+};
+
+// A damaged chunk and everything it spoils.
+struct Damage {
+  std::string what;  // "chunk 3f2a… in pack packs/ab/ab12… at offset 4096: <why>"
+  struct Range {
+    GenerationId generation = 0;
+    std::string device;
+    uint64_t offset_bytes = 0;
+    uint64_t length_bytes = 0;
+  };
+  std::vector<Range> affected;
+};
+
+struct VerifyOptions {
+  bool data = false;                        // read, decompress and re-hash every chunk
+  std::optional<GenerationId> generation;   // only what this generation references
+  size_t threads = 2;
+};
+
+struct VerifyReport {
+  uint64_t generations = 0;
+  uint64_t packs = 0;
+  uint64_t chunks = 0;
+  uint64_t bytes_read = 0;           // with data: bytes of packs read
+  std::vector<std::string> problems; // metadata problems, one sentence each
+  std::vector<Damage> damage;        // damaged or missing chunks
+  bool clean() const { return problems.empty() && damage.empty(); }
+};
+
+struct RepoStats {
+  uint64_t packs = 0;
+  uint64_t pack_bytes = 0;
+  uint64_t chunks = 0;
+  uint64_t chunk_raw_bytes = 0;
+};
+
+class Repository;
+
+// Writes one device of a generation. put() may be called from many threads at
+// once; a chunk index is put at most once. Chunks never put are inherited from
+// the parent generation (incremental), or are zeros when there is no parent.
+class DeviceWriter {
+ public:
+  virtual ~DeviceWriter() = default;
+  // Hashes, zero-checks, deduplicates, compresses and stores one chunk.
+  // REQUIRES: data.size() == chunk size, or the remainder for the last chunk.
+  virtual Status put(uint64_t chunk_index, std::span<const uint8_t> data) = 0;
+  // What to record for the device; call before commit.
+  virtual void set_baseline(std::string baseline) = 0;
+  virtual void set_mode(std::string mode, std::string reason, uint64_t changed_bytes) = 0;
+  // Marks the device failed: with commit(partial=true) the generation is kept
+  // without it; with commit(partial=false) commit fails.
+  virtual void fail(const Error& error) = 0;
+  virtual std::optional<GenerationId> parent() const = 0;
+  virtual const DeviceRecord& record() const = 0;  // figures so far (single-threaded use)
+};
+
+class GenerationWriter {
+ public:
+  virtual ~GenerationWriter() = default;  // aborts when not committed
+  virtual GenerationId id() const = 0;
+  // Starts a device of `size_bytes`. Its parent is the last generation in which
+  // it completed (none with `inherit == false`: a full image). kInvalidArgument
+  // when the device was already added.
+  virtual Result<DeviceWriter*> add_device(const std::string& name, uint64_t size_bytes, bool inherit) = 0;
+  // Publishes packs, the manifest, then the index. With `partial`, devices that
+  // fail()ed are recorded as such and the rest commit (state kPartial);
+  // without, any failed device fails the commit. Returns the committed generation.
+  virtual Result<GenerationInfo> commit(bool partial) = 0;
+  // Records the generation as failed with `why`; nothing becomes visible.
+  virtual void abort(const Error& why) = 0;
+};
+
+struct OpenOptions {
+  bool write = false;          // take the writer lock
+  double lock_wait_s = 0;      // how long to wait for it
+  Logger* log = nullptr;       // progress notes (index sync/rebuild); may be null
+};
+
+// The last generation in which a device completed: what an incremental backup
+// builds on.
+struct LastGood {
+  GenerationId generation = 0;
+  DeviceRecord record;
+};
+
+class Repository {
+ public:
+  // Opens the repository at `path` (a directory). kNotFound when nothing is
+  // there, kInvalidArgument when it is not a blkvault repository, kUnsupported
+  // for a newer format, kLocked when `write` and another writer holds it.
+  // Brings the index up to date with the manifests (replaying any a crash left
+  // unindexed; rebuilding it when missing or damaged).
+  static Result<std::unique_ptr<Repository>> open(const std::string& path, const OpenOptions& options);
+  ~Repository();
+
+  const RepoConfig& config() const;
+  Storage& storage();
+  const std::string& path() const;
+
+  // Every generation (all states), oldest first.
+  Result<std::vector<GenerationInfo>> generations();
+  Result<GenerationInfo> generation(GenerationId id);
+  // "latest" (newest complete or partial) or a decimal id. kInvalidArgument for
+  // a malformed spec, kNotFound for an unknown or not-committed generation.
+  Result<GenerationId> resolve(std::string_view spec);
+  Result<std::optional<LastGood>> last_good(std::string_view device);
+
+  // REQUIRES: opened with write.
+  Result<std::unique_ptr<GenerationWriter>> begin_generation(std::string host, std::string tool_version);
+
+  // kNotFound when the generation lacks the device; kInvalidArgument when the
+  // device failed in it.
+  Result<DeviceImage> device_image(GenerationId generation, std::string_view device);
+  // Reads, checks (hash, size) and decompresses one chunk of `image`. Thread-safe.
+  Result<std::vector<uint8_t>> read_chunk(const DeviceImage& image, const ChunkRef& ref, ChunkCodec& codec);
+  // Writes the image to `sink` with `threads` workers, checking every chunk.
+  Result<RestoreStats> restore(const DeviceImage& image, RestoreSink& sink, size_t threads,
+                               const CancelToken* cancel, const std::function<void(uint64_t bytes)>& progress);
+
+  Result<VerifyReport> verify(const VerifyOptions& options, const CancelToken* cancel,
+                              const std::function<void(uint64_t bytes)>& progress);
+  Result<RepoStats> stats();
+
+  // Recreates the index from packs and manifests. REQUIRES: opened with write.
+  Status rebuild_index();
+
+  struct Impl;
+
+ private:
+  explicit Repository(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace blkvault::repo
