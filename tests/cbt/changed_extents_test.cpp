@@ -81,6 +81,126 @@ TEST(PlanRead, EachBaselineMismatchGivesItsReason) {
   EXPECT_EQ(none.changed_blocks, 0u);
 }
 
+// 10 blocks of 64 KiB, the last one 512 bytes short (capacity is whole sectors,
+// not whole blocks), baseline taken at snap 4, now at snap 5.
+constexpr uint32_t kBlock = 65536;
+constexpr uint64_t kPartialCap = 10 * uint64_t{kBlock} - 512;
+
+ChangedExtents plan_changed(const std::vector<uint8_t>& map, uint64_t chunk) {
+  auto i = info(kBlock, kPartialCap, 5);
+  Baseline b = from_info(i);
+  b.snap_number = 4;
+  auto p = plan_read(i, map, b, chunk);
+  EXPECT_TRUE(std::holds_alternative<ChangedExtents>(p));
+  return std::holds_alternative<ChangedExtents>(p) ? std::get<ChangedExtents>(p) : ChangedExtents{};
+}
+
+TEST(PlanRead, EveryBlockChangedIsOneExtentOfTheWholeDevice) {
+  std::vector<uint8_t> map(10, 5);
+  for (uint64_t chunk : {uint64_t{4096}, uint64_t{kBlock}, uint64_t{1} << 20, uint64_t{64} << 20}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    auto c = plan_changed(map, chunk);
+    EXPECT_EQ(c.extents, (std::vector<ByteExtent>{{0, kPartialCap}}));
+    EXPECT_EQ(c.changed_blocks, 10u);
+    EXPECT_EQ(c.changed_bytes, kPartialCap);
+    EXPECT_EQ(c.aligned_bytes, kPartialCap);
+  }
+  // Bytes above the new snap number cannot exist, but a map byte equal to it and
+  // one far above the baseline count the same.
+  map[3] = 200;
+  EXPECT_EQ(plan_changed(map, kBlock).extents, (std::vector<ByteExtent>{{0, kPartialCap}}));
+}
+
+TEST(PlanRead, FirstBlockOnlyIsTheFirstBlockAlignedOutwardToTheChunk) {
+  std::vector<uint8_t> map{5, 4, 4, 0, 3, 4, 4, 4, 4, 4};
+  auto c = plan_changed(map, kBlock);
+  EXPECT_EQ(c.extents, (std::vector<ByteExtent>{{0, kBlock}}));
+  EXPECT_EQ(c.changed_blocks, 1u);
+  EXPECT_EQ(c.changed_bytes, kBlock);
+  EXPECT_EQ(c.aligned_bytes, kBlock);
+  // A chunk smaller than a block: still the whole block.
+  EXPECT_EQ(plan_changed(map, 4096).extents, (std::vector<ByteExtent>{{0, kBlock}}));
+  // A chunk of four blocks: the first chunk.
+  auto big = plan_changed(map, 4 * kBlock);
+  EXPECT_EQ(big.extents, (std::vector<ByteExtent>{{0, 4 * kBlock}}));
+  EXPECT_EQ(big.changed_bytes, kBlock);
+  EXPECT_EQ(big.aligned_bytes, 4 * kBlock);
+  // A chunk larger than the device: clipped to the capacity.
+  EXPECT_EQ(plan_changed(map, 1 << 20).extents, (std::vector<ByteExtent>{{0, kPartialCap}}));
+}
+
+TEST(PlanRead, LastPartialBlockOnlyEndsAtTheCapacity) {
+  std::vector<uint8_t> map{4, 4, 4, 4, 4, 4, 4, 4, 4, 5};
+  const uint64_t last = 9 * uint64_t{kBlock};
+  auto c = plan_changed(map, kBlock);
+  EXPECT_EQ(c.extents, (std::vector<ByteExtent>{{last, kBlock - 512}}));
+  EXPECT_EQ(c.changed_blocks, 1u);
+  EXPECT_EQ(c.changed_bytes, kBlock - 512);
+  EXPECT_EQ(c.aligned_bytes, kBlock - 512);
+  EXPECT_EQ(plan_changed(map, 4096).extents, (std::vector<ByteExtent>{{last, kBlock - 512}}));
+  // 256 KiB chunks: aligned down to the chunk holding block 9 (block 8's start).
+  EXPECT_EQ(plan_changed(map, 4 * kBlock).extents,
+            (std::vector<ByteExtent>{{8 * uint64_t{kBlock}, kPartialCap - 8 * uint64_t{kBlock}}}));
+  EXPECT_EQ(plan_changed(map, 1 << 20).extents, (std::vector<ByteExtent>{{0, kPartialCap}}));
+}
+
+TEST(PlanRead, FirstAndLastBlocksStaySeparateUntilAChunkJoinsThem) {
+  std::vector<uint8_t> map{5, 4, 4, 4, 4, 4, 4, 4, 4, 5};
+  EXPECT_EQ(plan_changed(map, kBlock).extents,
+            (std::vector<ByteExtent>{{0, kBlock}, {9 * uint64_t{kBlock}, kBlock - 512}}));
+  // 256 KiB chunks: [0, 256K) and [512K, capacity) do not touch.
+  EXPECT_EQ(plan_changed(map, 4 * kBlock).extents,
+            (std::vector<ByteExtent>{{0, 4 * uint64_t{kBlock}}, {8 * uint64_t{kBlock}, kPartialCap - 8 * uint64_t{kBlock}}}));
+  // 512 KiB chunks: [0, 512K) and [512K, capacity) are adjacent, so merged.
+  auto joined = plan_changed(map, 8 * kBlock);
+  EXPECT_EQ(joined.extents, (std::vector<ByteExtent>{{0, kPartialCap}}));
+  EXPECT_EQ(joined.changed_blocks, 2u);
+  EXPECT_EQ(joined.changed_bytes, 2 * uint64_t{kBlock} - 512);
+}
+
+// The wrap as the module reports it (SEMANTICS.md §3 "Wrap trap"): the take that
+// wraps gives (new generation, 255) with the old generation's read map; the next
+// gives (new generation, 1). Each backup records its baseline; no change may be
+// missed and the first incremental after the wrap is exact.
+TEST(PlanRead, NewGenerationAfterTheSnapNumberWrapsIsFullTwiceThenExact) {
+  auto i = info(kBlock, kPartialCap, 254);
+  kernel::Uuid old_generation = i.generation_id;
+  Baseline b = from_info(i);  // backup at take 254 of the old generation
+
+  // Take 255 wraps: new generation, snap 255, read map with old numbers.
+  kernel::CbtInfo wrap = i;
+  wrap.generation_id[0] = 99;
+  wrap.snap_number = 255;
+  ASSERT_NE(wrap.generation_id, old_generation);
+  std::vector<uint8_t> wrap_map{255, 0, 254, 0, 0, 0, 0, 0, 0, 0};
+  EXPECT_EQ(std::get<FullRead>(plan_read(wrap, wrap_map, b, kBlock)).reason, FullReadReason::kGenerationChanged);
+  b = from_info(wrap);  // (new, 255)
+
+  // Next take: (new, 1), blocks written since the wrap hold 1. "byte > 255" would
+  // find nothing; the plan must be a full read.
+  kernel::CbtInfo after = wrap;
+  after.snap_number = 1;
+  std::vector<uint8_t> after_map{0, 1, 0, 0, 0, 0, 0, 0, 0, 1};
+  EXPECT_EQ(std::get<FullRead>(plan_read(after, after_map, b, kBlock)).reason,
+            FullReadReason::kSnapNumberNotAdvanced);
+  b = from_info(after);  // (new, 1)
+
+  // Next take: (new, 2): exactly the blocks written since take 1 of the new generation.
+  kernel::CbtInfo next = after;
+  next.snap_number = 2;
+  std::vector<uint8_t> next_map{2, 1, 0, 2, 2, 0, 0, 0, 0, 1};
+  auto c = std::get<ChangedExtents>(plan_read(next, next_map, b, kBlock));
+  EXPECT_EQ(c.extents, (std::vector<ByteExtent>{{0, kBlock}, {3 * uint64_t{kBlock}, 2 * uint64_t{kBlock}}}));
+  EXPECT_EQ(c.changed_blocks, 3u);
+  EXPECT_EQ(c.changed_bytes, 3 * uint64_t{kBlock});
+
+  // A baseline recorded before the wrap must never be trusted against the new
+  // generation, whatever the numbers say.
+  Baseline stale = from_info(i);
+  stale.snap_number = 1;
+  EXPECT_EQ(std::get<FullRead>(plan_read(next, next_map, stale, kBlock)).reason, FullReadReason::kGenerationChanged);
+}
+
 TEST(PlanRead, MatchesBruteForceOnRandomMaps) {
   uint64_t seed = std::getenv("BLKVAULT_TEST_SEED") ? std::strtoull(std::getenv("BLKVAULT_TEST_SEED"), nullptr, 10)
                                                      : std::random_device{}();
