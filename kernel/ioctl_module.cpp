@@ -211,9 +211,12 @@ Status IoctlModule::read_cbt_map(DevId dev, uint32_t offset_blocks, std::span<ui
     arg.buff = out.data() + done;
     BLKVAULT_TRY_ASSIGN(int ret, call(abi::kIoctlTrackerReadCbtMap, &arg, device_subject(dev)));
     if (static_cast<uint32_t>(ret) != length) {
+      // Worded for the caller's whole request, not the chunk, so that the text does
+      // not depend on read_chunk_bytes and reads like SimModule's.
       return fail(ErrorCode::kModule, "TRACKER_READ_CBT_MAP of " + device_subject(dev) + " at block " +
-                                          std::to_string(arg.offset) + ": returned " + std::to_string(ret) +
-                                          " bytes, expected " + std::to_string(length) +
+                                          std::to_string(offset_blocks) + ": returned " +
+                                          std::to_string(done + static_cast<uint32_t>(std::max(ret, 0))) +
+                                          " bytes, expected " + std::to_string(out.size()) +
                                           " (did the map shrink?)");
     }
     done += length;

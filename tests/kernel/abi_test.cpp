@@ -190,8 +190,13 @@ TEST_F(DecodingTransportTest, ReadCbtMapReturnsTheBytesCopiedUpToTheEnd) {
   uint8_t buff[100];
   abi::TrackerReadCbtBitmap arg{{8, 16}, 6, 100, buff};
   EXPECT_EQ(transport_.call(abi::kIoctlTrackerReadCbtMap, &arg), 4);
+  // At the end: EINVAL, unless the kernel side says "not taken" first (EPERM).
+  EXPECT_CALL(kernel_, read_cbt_map(DevId{8, 16}, 10u, ::testing::_))
+      .WillOnce(Return(Status{}))
+      .WillOnce(Return(Status(fail(module_error("TRACKER_READ_CBT_MAP", "device 8:16", EPERM)))));
   arg.offset = 10;
   EXPECT_EQ(transport_.call(abi::kIoctlTrackerReadCbtMap, &arg), -EINVAL);
+  EXPECT_EQ(transport_.call(abi::kIoctlTrackerReadCbtMap, &arg), -EPERM);
   arg.offset = 0;
   arg.buff = nullptr;
   EXPECT_EQ(transport_.call(abi::kIoctlTrackerReadCbtMap, &arg), -ENODATA);

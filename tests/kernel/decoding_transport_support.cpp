@@ -153,7 +153,12 @@ int DecodingTransport::dispatch(unsigned nr, unsigned char* a) {
       if (!infos) return errno_of(infos.error());
       auto it = std::find_if(infos->begin(), infos->end(), [&](const CbtInfo& i) { return i.dev == dev; });
       if (it == infos->end()) return -ENODATA;
-      if (offset >= it->block_count) return -EINVAL;
+      if (offset >= it->block_count) {
+        // The module checks "taken" (EPERM) and "corrupted" (EFAULT) before the
+        // offset (EINVAL): let the backing Module say which applies.
+        auto st = target_.read_cbt_map(dev, offset, std::span<uint8_t>());
+        return st ? -EINVAL : errno_of(st.error());
+      }
       const uint32_t n = std::min(length, it->block_count - offset);
       if (buff == nullptr) return -ENODATA;
       auto st = target_.read_cbt_map(dev, offset, std::span<uint8_t>(buff, n));

@@ -10,7 +10,8 @@
 //   - TRACKER_COLLECT: NULL array = size probe; too small = ENOBUFS, count untouched;
 //   - SNAPSHOT_COLLECT: NULL = probe; too small = ENODATA with count = capacity;
 //   - SNAPSHOT_COLLECT_IMAGES: NULL = probe; too small = ENODATA with count = required;
-//   - TRACKER_READ_CBT_MAP: ENODATA untracked, EINVAL at offset >= blk_count,
+//   - TRACKER_READ_CBT_MAP: ENODATA untracked, then the backing Module's EPERM
+//     (not taken) or EFAULT (corrupted map), then EINVAL at offset >= blk_count;
 //     returns the positive number of bytes copied;
 //   - WAIT_EVENT: no event = ENOENT; only the event body's bytes are written;
 //   - a NULL user pointer where the module copies = ENODATA; unknown nr = ENOTTY;

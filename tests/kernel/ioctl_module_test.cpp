@@ -218,6 +218,8 @@ TEST_F(IoctlModuleTest, ReadCbtMapOfAnUntrackedDeviceIsNotFound) {
 
 TEST_F(IoctlModuleTest, ReadCbtMapPastTheEndIsEinvalLikeTheModule) {
   EXPECT_CALL(kernel_, tracked_devices()).WillRepeatedly(Return(std::vector<CbtInfo>{make_info(kSdb, 100, 1, 1)}));
+  // The transport first asks the kernel side whether EPERM/EFAULT apply.
+  EXPECT_CALL(kernel_, read_cbt_map(kSdb, 100u, _)).WillOnce(Return(Status{}));
   std::vector<uint8_t> map(1);
   auto st = module_->read_cbt_map(kSdb, 100, map);
   ASSERT_FALSE(st);
@@ -243,6 +245,26 @@ TEST(IoctlModuleReturns, ReadCbtMapRefusesAShortOrZeroByteCount) {
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().message(),
             "TRACKER_READ_CBT_MAP of device 8:16 at block 0: returned 0 bytes, expected 100 (did the map shrink?)");
+}
+
+TEST(IoctlModuleReturns, ShortChunkedReadIsReportedForTheWholeRequest) {
+  auto scripted = std::make_unique<ScriptedTransport>();
+  std::vector<uint32_t> offsets;
+  scripted->handler = [&](unsigned long, void* arg) {
+    auto* a = static_cast<abi::TrackerReadCbtBitmap*>(arg);
+    offsets.push_back(a->offset);
+    return a->offset < 25 ? static_cast<int>(a->length) : 3;  // the map ends at block 28
+  };
+  IoctlModuleOptions options;
+  options.read_chunk_bytes = 10;
+  auto module = IoctlModule::with_transport(std::move(scripted), options);
+  std::vector<uint8_t> map(25);
+  auto st = module->read_cbt_map(kSdb, 5, map);
+  ASSERT_FALSE(st);
+  // As SimModule and a single READ_CBT_MAP call would say it: 23 of 25 from block 5.
+  EXPECT_EQ(st.error().message(),
+            "TRACKER_READ_CBT_MAP of device 8:16 at block 5: returned 23 bytes, expected 25 (did the map shrink?)");
+  EXPECT_THAT(offsets, ElementsAre(5u, 15u, 25u));
 }
 
 TEST(IoctlModuleReturns, UnknownEventCodeIsAnError) {

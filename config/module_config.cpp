@@ -1,1 +1,0 @@
-// Module config: see docs/ARCHITECTURE.md
