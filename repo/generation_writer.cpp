@@ -1,0 +1,406 @@
+// GenerationWriter: chunks from many threads into packs, then the commit
+// sequence (packs -> manifest -> index) described in repository.h.
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include "repo/pack.h"
+#include "repo/repository_impl.h"
+
+namespace blkvault::repo {
+namespace {
+
+struct ChunkIdHash {
+  size_t operator()(const ChunkId& id) const {
+    uint64_t v;
+    std::memcpy(&v, id.data(), sizeof v);
+    return static_cast<size_t>(v);
+  }
+};
+
+// A chunk this generation stored in a new pack.
+struct NewChunk {
+  ChunkId id;
+  size_t pack;  // index into GenWriter::packs_
+  PackEntry entry;
+  uint32_t raw_size;
+};
+
+class GenWriter;
+
+class DevWriter final : public DeviceWriter {
+ public:
+  DevWriter(GenWriter& gen, DeviceRecord rec, int64_t rowid, bool inherit, uint64_t chunk_size)
+      : gen_(gen), rec_(std::move(rec)), rowid_(rowid), inherit_(inherit), chunk_size_(chunk_size),
+        chunk_count_((rec_.size_bytes + chunk_size - 1) / chunk_size) {}
+
+  Status put(uint64_t chunk_index, std::span<const uint8_t> data) override;
+  void set_baseline(std::string baseline) override { rec_.baseline = std::move(baseline); }
+  void set_mode(std::string mode, std::string reason, uint64_t changed_bytes) override {
+    rec_.mode = std::move(mode);
+    rec_.reason = std::move(reason);
+    rec_.changed_bytes = changed_bytes;
+  }
+  void fail(const Error& error) override {
+    std::lock_guard g(mu_);
+    if (rec_.complete) {
+      rec_.complete = false;
+      rec_.error = error.message();
+    }
+  }
+  std::optional<GenerationId> parent() const override { return rec_.parent; }
+  const DeviceRecord& record() const override {
+    rec_.read_bytes = read_bytes_.load();
+    rec_.new_bytes = new_bytes_.load();
+    rec_.stored_bytes = stored_bytes_.load();
+    return rec_;
+  }
+
+  // Commit-time (single-threaded, repository mutex held).
+  Result<std::vector<MapEntry>> delta(Repository::Impl& repo);
+  int64_t rowid() const { return rowid_; }
+  bool inherit() const { return inherit_; }
+  uint64_t chunk_count() const { return chunk_count_; }
+
+ private:
+  friend class GenWriter;
+  GenWriter& gen_;
+  mutable DeviceRecord rec_;
+  int64_t rowid_;
+  bool inherit_;
+  uint64_t chunk_size_;
+  uint64_t chunk_count_;
+  std::mutex mu_;
+  std::vector<MapEntry> puts_;
+  std::atomic<uint64_t> read_bytes_{0}, new_bytes_{0}, stored_bytes_{0};
+};
+
+class GenWriter final : public GenerationWriter {
+ public:
+  GenWriter(Repository::Impl& repo, GenerationInfo info) : repo_(repo), info_(std::move(info)) {}
+  ~GenWriter() override {
+    if (!done_) abort(Error(ErrorCode::kCancelled, "the backup stopped before it committed"));
+  }
+
+  GenerationId id() const override { return info_.id; }
+  const RepoConfig& repo_config() const { return repo_.config; }
+  Result<DeviceWriter*> add_device(const std::string& name, uint64_t size_bytes, bool inherit) override;
+  Result<GenerationInfo> commit(bool partial) override;
+  void abort(const Error& why) override;
+
+  // For DevWriter::put. Returns true when the chunk is new and was stored.
+  Result<bool> store(const ChunkId& id, std::span<const uint8_t> data, uint64_t* stored_bytes);
+
+ private:
+  struct Codecs {
+    std::mutex mu;
+    std::vector<std::unique_ptr<ChunkCodec>> free;
+  };
+  std::unique_ptr<ChunkCodec> take_codec();
+  void give_codec(std::unique_ptr<ChunkCodec> c);
+  Status finish_pack_locked();  // REQUIRES: pack_mu_ held
+  Result<GenerationInfo> commit_locked(bool partial);
+
+  Repository::Impl& repo_;
+  GenerationInfo info_;
+  bool done_ = false;
+  std::vector<std::unique_ptr<DevWriter>> devices_;
+
+  std::mutex chunks_mu_;  // known_
+  // Chunks this generation stored (or is storing) that the index did not have.
+  std::unordered_map<ChunkId, bool, ChunkIdHash> known_;
+
+  std::mutex pack_mu_;  // pack_, packs_, new_chunks_
+  std::unique_ptr<PackWriter> pack_;
+  std::vector<std::pair<std::string, uint64_t>> packs_;  // name, size (published or current)
+  std::vector<NewChunk> new_chunks_;
+
+  Codecs codecs_;
+};
+
+Status DevWriter::put(uint64_t chunk_index, std::span<const uint8_t> data) {
+  if (chunk_index >= chunk_count_) {
+    return blkvault::fail(ErrorCode::kInternal, "chunk " + std::to_string(chunk_index) + " is past the end of " + rec_.name);
+  }
+  const uint64_t expect = std::min(chunk_size_, rec_.size_bytes - chunk_index * chunk_size_);
+  if (data.size() != expect) {
+    return blkvault::fail(ErrorCode::kInternal, "chunk " + std::to_string(chunk_index) + " of " + rec_.name + " has " +
+                                                    std::to_string(data.size()) + " bytes, expected " +
+                                                    std::to_string(expect));
+  }
+  read_bytes_ += data.size();
+  MapEntry e{chunk_index, std::nullopt};
+  if (!is_all_zero(data)) {
+    const ChunkId id = chunk_id(gen_.repo_config().chunk_key, data);
+    uint64_t stored = 0;
+    BLKVAULT_TRY_ASSIGN(bool is_new, gen_.store(id, data, &stored));
+    if (is_new) {
+      new_bytes_ += data.size();
+      stored_bytes_ += stored;
+    }
+    e.id = id;
+  }
+  std::lock_guard g(mu_);
+  puts_.push_back(e);
+  return {};
+}
+
+Result<std::vector<MapEntry>> DevWriter::delta(Repository::Impl& repo) {
+  std::sort(puts_.begin(), puts_.end(), [](const MapEntry& a, const MapEntry& b) { return a.chunk_index < b.chunk_index; });
+  for (size_t i = 1; i < puts_.size(); ++i) {
+    if (puts_[i].chunk_index == puts_[i - 1].chunk_index) {
+      return blkvault::fail(ErrorCode::kInternal,
+                            "chunk " + std::to_string(puts_[i].chunk_index) + " of " + rec_.name + " was put twice");
+    }
+  }
+  std::vector<MapEntry> out;
+  if (!rec_.parent) {
+    for (const auto& p : puts_) {
+      if (p.id) out.push_back(p);
+    }
+    return out;
+  }
+  BLKVAULT_TRY_ASSIGN(auto live, repo.live_map(rowid_));
+  std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  // Merge the parent's live map with what was put.
+  size_t li = 0;
+  auto parent_at = [&](uint64_t idx) -> std::optional<ChunkId> {
+    while (li < live.size() && live[li].first < idx) ++li;
+    if (li < live.size() && live[li].first == idx) return live[li].second;
+    return std::nullopt;
+  };
+  if (inherit_) {
+    for (const auto& p : puts_) {
+      if (parent_at(p.chunk_index) != p.id) out.push_back(p);
+    }
+    return out;
+  }
+  // A full image: every index not put is zeros.
+  size_t pi = 0;
+  li = 0;
+  while (pi < puts_.size() || li < live.size()) {
+    const uint64_t a = pi < puts_.size() ? puts_[pi].chunk_index : UINT64_MAX;
+    const uint64_t b = li < live.size() ? live[li].first : UINT64_MAX;
+    if (a < b) {
+      if (puts_[pi].id) out.push_back(puts_[pi]);
+      ++pi;
+    } else if (b < a) {
+      if (b < chunk_count_) out.push_back(MapEntry{b, std::nullopt});
+      ++li;
+    } else {
+      if (puts_[pi].id != std::optional<ChunkId>(live[li].second)) out.push_back(puts_[pi]);
+      ++pi;
+      ++li;
+    }
+  }
+  return out;
+}
+
+std::unique_ptr<ChunkCodec> GenWriter::take_codec() {
+  std::lock_guard g(codecs_.mu);
+  if (codecs_.free.empty()) return std::make_unique<ChunkCodec>(repo_.config.compression_level);
+  auto c = std::move(codecs_.free.back());
+  codecs_.free.pop_back();
+  return c;
+}
+
+void GenWriter::give_codec(std::unique_ptr<ChunkCodec> c) {
+  std::lock_guard g(codecs_.mu);
+  codecs_.free.push_back(std::move(c));
+}
+
+Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, uint64_t* stored_bytes) {
+  {
+    std::lock_guard g(chunks_mu_);
+    if (known_.count(id)) return false;
+    std::lock_guard r(repo_.mu);
+    BLKVAULT_TRY_ASSIGN(auto q, repo_.db->prepare("SELECT 1 FROM chunks WHERE hash = ? AND pack IS NOT NULL"));
+    q.bind_blob(1, id);
+    BLKVAULT_TRY_ASSIGN(bool in_index, q.step());
+    if (in_index) return false;
+    known_.emplace(id, true);  // reserved: another thread with the same chunk references it
+  }
+  auto codec = take_codec();
+  auto blob = codec->seal(id, data);
+  give_codec(std::move(codec));
+  if (!blob) return tl::unexpected(std::move(blob).error());
+
+  std::lock_guard g(pack_mu_);
+  if (!pack_) {
+    const std::string hex = random_hex(16);
+    const std::string name = "packs/" + hex.substr(0, 2) + "/" + hex;
+    BLKVAULT_TRY_ASSIGN(pack_, PackWriter::create(*repo_.storage, name));
+    packs_.emplace_back(name, 0);
+  }
+  BLKVAULT_TRY_ASSIGN(PackEntry entry, pack_->append(id, *blob));
+  new_chunks_.push_back(NewChunk{id, packs_.size() - 1, entry, static_cast<uint32_t>(data.size())});
+  *stored_bytes = blob->size();
+  if (pack_->size() >= repo_.config.pack_size) BLKVAULT_TRY(finish_pack_locked());
+  return true;
+}
+
+Status GenWriter::finish_pack_locked() {
+  if (!pack_) return {};
+  auto p = std::move(pack_);
+  BLKVAULT_TRY(p->finish());
+  packs_.back().second = p->size();
+  return {};
+}
+
+Result<DeviceWriter*> GenWriter::add_device(const std::string& name, uint64_t size_bytes, bool inherit) {
+  for (const auto& d : devices_) {
+    if (d->rec_.name == name) {
+      return blkvault::fail(ErrorCode::kInvalidArgument, "device " + name + " is named twice");
+    }
+  }
+  if (size_bytes == 0) return blkvault::fail(ErrorCode::kInvalidArgument, "device " + name + " has size 0");
+  std::lock_guard r(repo_.mu);
+  DeviceRecord rec;
+  rec.name = name;
+  rec.size_bytes = size_bytes;
+  rec.mode = inherit ? "incremental" : "full";
+  BLKVAULT_TRY_ASSIGN(auto last, repo_.last_good_locked(name));
+  if (last) {
+    rec.parent = last->generation;
+    if (inherit && last->record.size_bytes != size_bytes) {
+      return blkvault::fail(ErrorCode::kInternal,
+                            "device " + name + " changed size since generation " + std::to_string(last->generation) +
+                                "; an incremental backup cannot build on it (read it in full)");
+    }
+  } else {
+    inherit = false;
+  }
+  BLKVAULT_TRY_ASSIGN(int64_t rowid, repo_.device_rowid(name, true));
+  devices_.push_back(std::make_unique<DevWriter>(*this, std::move(rec), rowid, inherit, repo_.config.chunk_size));
+  return static_cast<DeviceWriter*>(devices_.back().get());
+}
+
+Result<GenerationInfo> GenWriter::commit(bool partial) {
+  if (done_) return blkvault::fail(ErrorCode::kInternal, "generation " + std::to_string(info_.id) + " already ended");
+  size_t ok = 0;
+  for (const auto& d : devices_) {
+    if (d->rec_.complete) {
+      ++ok;
+    } else if (!partial) {
+      Error e(ErrorCode::kIo, "device " + d->rec_.name + " failed: " + d->rec_.error);
+      abort(e);
+      return tl::unexpected(e);
+    }
+  }
+  if (ok == 0) {
+    Error e(ErrorCode::kIo, devices_.empty() ? "the generation has no devices" : "no device was backed up");
+    abort(e);
+    return tl::unexpected(e);
+  }
+  auto r = commit_locked(partial);
+  if (!r) abort(r.error());
+  return r;
+}
+
+Result<GenerationInfo> GenWriter::commit_locked(bool partial) {
+  // 1. Packs: durable and published.
+  {
+    std::lock_guard g(pack_mu_);
+    BLKVAULT_TRY(finish_pack_locked());
+  }
+  std::lock_guard r(repo_.mu);
+  // 2. The manifest.
+  Manifest m;
+  m.repository_id = repo_.config.id;
+  m.chunk_size = repo_.config.chunk_size;
+  info_.finished_ms = now_ms();
+  bool any_failed = false;
+  for (auto& d : devices_) {
+    d->record();  // folds the counters into rec_
+    std::vector<MapEntry> delta;
+    if (d->rec_.complete) {
+      BLKVAULT_TRY_ASSIGN(delta, d->delta(repo_));
+      d->rec_.chunks_changed = delta.size();
+    } else {
+      any_failed = true;
+    }
+    info_.devices.push_back(d->rec_);
+    m.deltas.push_back(std::move(delta));
+  }
+  info_.state = partial && any_failed ? GenerationState::kPartial : GenerationState::kComplete;
+  m.generation = info_;
+  const std::string name = manifest_name(info_.id);
+  const auto bytes = m.encode();
+  BLKVAULT_TRY(repo_.storage->put(name, bytes));
+
+  // 3. The index, in one transaction.
+  auto indexed = [&]() -> Status {
+    BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*repo_.db));
+    std::vector<int64_t> pack_rows;
+    for (const auto& [pname, size] : packs_) {
+      BLKVAULT_TRY_ASSIGN(int64_t row, repo_.pack_rowid(pname, size, true));
+      pack_rows.push_back(row);
+    }
+    BLKVAULT_TRY_ASSIGN(auto fill, repo_.db->prepare(
+                                       "UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_size = ? WHERE hash = ? "
+                                       "AND pack IS NULL"));
+    BLKVAULT_TRY_ASSIGN(auto add, repo_.db->prepare(
+                                      "INSERT OR IGNORE INTO chunks(hash, pack, offset, length, raw_size) VALUES (?, ?, ?, ?, ?)"));
+    for (const auto& c : new_chunks_) {
+      fill.bind(1, pack_rows[c.pack]).bind(2, static_cast<int64_t>(c.entry.offset)).bind(3, int64_t{c.entry.length});
+      BLKVAULT_TRY(fill.bind(4, int64_t{c.raw_size}).bind_blob(5, c.id).run());
+      add.bind_blob(1, c.id).bind(2, pack_rows[c.pack]).bind(3, static_cast<int64_t>(c.entry.offset));
+      BLKVAULT_TRY(add.bind(4, int64_t{c.entry.length}).bind(5, int64_t{c.raw_size}).run());
+    }
+    BLKVAULT_TRY(repo_.insert_generation(info_));
+    for (size_t i = 0; i < devices_.size(); ++i) {
+      const auto& d = *devices_[i];
+      BLKVAULT_TRY(repo_.insert_device_record(info_.id, d.rec_));
+      if (!d.rec_.complete) continue;
+      BLKVAULT_TRY(repo_.apply_delta(d.rowid(), info_.id, d.rec_.parent.has_value(), d.chunk_count(), m.deltas[i]));
+    }
+    return tx.commit();
+  }();
+  if (!indexed) {
+    // Keep what the user was told true: the generation did not happen.
+    (void)repo_.storage->remove(name);
+    return tl::unexpected(std::move(indexed).error().wrap("recording generation " + std::to_string(info_.id) + " in the index"));
+  }
+  done_ = true;
+  return info_;
+}
+
+void GenWriter::abort(const Error& why) {
+  if (done_) return;
+  done_ = true;
+  {
+    std::lock_guard g(pack_mu_);
+    pack_.reset();  // an unfinished pack is discarded; finished ones wait for gc
+  }
+  std::lock_guard r(repo_.mu);
+  info_.state = GenerationState::kFailed;
+  info_.finished_ms = now_ms();
+  info_.error = why.message();
+  info_.devices.clear();
+  (void)repo_.insert_generation(info_);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<GenerationWriter>> Repository::begin_generation(std::string host, std::string tool_version) {
+  if (!impl_->lock) return fail(ErrorCode::kInternal, "begin_generation needs the repository opened for writing");
+  std::lock_guard r(impl_->mu);
+  BLKVAULT_TRY_ASSIGN(auto max_id, impl_->db->query_int("SELECT max(id) FROM generations"));
+  GenerationId id = static_cast<GenerationId>(max_id.value_or(0)) + 1;
+  // Never reuse the id of a manifest the index could not read.
+  BLKVAULT_TRY_ASSIGN(auto names, impl_->storage->list("manifests/"));
+  for (const auto& n : names) {
+    if (auto m = parse_manifest_name(n)) id = std::max(id, *m + 1);
+  }
+  GenerationInfo info;
+  info.id = id;
+  info.state = GenerationState::kInProgress;
+  info.started_ms = now_ms();
+  info.finished_ms = 0;
+  info.host = std::move(host);
+  info.tool_version = std::move(tool_version);
+  BLKVAULT_TRY(impl_->insert_generation(info));
+  return std::unique_ptr<GenerationWriter>(new GenWriter(*impl_, std::move(info)));
+}
+
+}  // namespace blkvault::repo

@@ -1,0 +1,67 @@
+// repo/repository_impl.h — internals shared by the repository's .cpp files
+// (repository.cpp: open, sync, queries; generation_writer.cpp; restore_verify.cpp).
+// Not part of the API.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/logger.h"
+#include "repo/lock.h"
+#include "repo/manifest.h"
+#include "repo/repository.h"
+#include "repo/sqlite.h"
+#include "repo/storage.h"
+
+namespace blkvault::repo {
+
+// gen_to of a chunk_map row that is still current.
+inline constexpr int64_t kOpenEnd = INT64_MAX;
+
+struct Repository::Impl {
+  std::string path;
+  RepoConfig config;
+  std::unique_ptr<LocalStorage> storage;
+  std::optional<RepoLock> lock;  // held when opened for writing
+  Logger* log = nullptr;
+  NullLogger null_log;
+
+  std::mutex mu;  // guards db and every statement on it
+  std::optional<sql::Db> db;
+
+  Logger& logger() { return log != nullptr ? *log : null_log; }
+  std::string index_path() const { return path + "/index.sqlite"; }
+
+  // --- index (repository.cpp); REQUIRES: mu held ---
+  Status open_index();
+  Status create_schema();
+  // Replays manifests and pack trailers the index does not know yet.
+  Status sync_index();
+  Result<int64_t> device_rowid(const std::string& name, bool create);
+  Result<std::optional<int64_t>> chunk_rowid(const ChunkId& id);
+  Result<int64_t> pack_rowid(const std::string& name, uint64_t size, bool create);
+  // Applies one device's delta as generation `gen` (used by commit and replay).
+  Status apply_delta(int64_t device, GenerationId gen, bool inherit, uint64_t chunk_count,
+                     const std::vector<MapEntry>& delta);
+  Status insert_generation(const GenerationInfo& g);
+  Status insert_device_record(GenerationId gen, const DeviceRecord& d);
+  Result<std::vector<GenerationInfo>> load_generations(std::optional<GenerationId> only);
+  Result<std::optional<LastGood>> last_good_locked(std::string_view device);
+  // The current (gen_to = open) chunk of every index of a device: index -> chunk id.
+  Result<std::vector<std::pair<uint64_t, ChunkId>>> live_map(int64_t device);
+  Result<DeviceImage> device_image_locked(GenerationId generation, std::string_view device);
+};
+
+// Fresh random bytes (getrandom(2)).
+Status random_bytes(std::span<uint8_t> out);
+std::string random_hex(size_t bytes);
+int64_t now_ms();
+std::string rfc3339_utc(int64_t ms);
+
+Result<RepoConfig> read_config(Storage& storage, const std::string& path);
+
+}  // namespace blkvault::repo

@@ -1,0 +1,635 @@
+// Repository engine: init/open errors, randomized multi-device round trips,
+// dedup, abort, partial generations, index replay and rebuild, verify.
+#include "repo/repository.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "repo/manifest.h"
+#include "temp_dir.h"
+
+namespace blkvault::repo {
+namespace {
+namespace fs = std::filesystem;
+
+constexpr uint64_t kChunk = 64 << 10;
+
+class MemSink final : public RestoreSink {
+ public:
+  explicit MemSink(uint64_t size) : data_(size, 0xEE) {}  // poison: every byte must be written or zeroed
+  Status write_at(uint64_t offset, std::span<const uint8_t> d) override {
+    std::lock_guard g(mu_);
+    if (offset + d.size() > data_.size()) return fail(ErrorCode::kInternal, "write past the end");
+    std::memcpy(data_.data() + offset, d.data(), d.size());
+    return {};
+  }
+  Status zero(uint64_t offset, uint64_t length) override {
+    std::lock_guard g(mu_);
+    if (offset + length > data_.size()) return fail(ErrorCode::kInternal, "zero past the end");
+    std::memset(data_.data() + offset, 0, length);
+    return {};
+  }
+  const std::vector<uint8_t>& data() const { return data_; }
+
+ private:
+  std::mutex mu_;
+  std::vector<uint8_t> data_;
+};
+
+// A device image that changes between generations, tracking which chunks changed.
+struct SimDevice {
+  std::string name;
+  std::vector<uint8_t> bytes;
+  std::set<uint64_t> dirty;
+
+  void mark(uint64_t off, uint64_t len) {
+    for (uint64_t c = off / kChunk; c <= (off + len - 1) / kChunk; ++c) dirty.insert(c);
+  }
+  void mutate(std::mt19937_64& rng, int rounds) {
+    for (int r = 0; r < rounds; ++r) {
+      const uint64_t len = 1 + rng() % (3 * kChunk);
+      const uint64_t off = rng() % bytes.size();
+      const uint64_t n = std::min<uint64_t>(len, bytes.size() - off);
+      switch (rng() % 4) {
+        case 0:  // random data
+          for (uint64_t i = 0; i < n; ++i) bytes[off + i] = static_cast<uint8_t>(rng());
+          break;
+        case 1:  // zeros
+          std::memset(bytes.data() + off, 0, n);
+          break;
+        case 2: {  // a copy of another region: dedup material
+          const uint64_t src = (rng() % bytes.size()) / kChunk * kChunk;
+          const uint64_t m = std::min<uint64_t>(n, bytes.size() - src);
+          std::memmove(bytes.data() + off, bytes.data() + src, m);
+          break;
+        }
+        default:  // compressible text
+          for (uint64_t i = 0; i < n; ++i) bytes[off + i] = "blkvault "[(off + i) % 9];
+      }
+      mark(off, n);
+    }
+  }
+};
+
+class RepositoryTest : public ::testing::Test {
+ protected:
+  std::string repo_path() const { return dir_ / "repo"; }
+
+  void init(uint64_t pack_size = 1 << 20) {
+    InitOptions o;
+    o.chunk_size = kChunk;
+    o.pack_size = pack_size;
+    ASSERT_TRUE(init_repository(repo_path(), o)) << "init";
+  }
+
+  std::unique_ptr<Repository> open(bool write) {
+    OpenOptions o;
+    o.write = write;
+    auto r = Repository::open(repo_path(), o);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message());
+    return r ? std::move(*r) : nullptr;
+  }
+
+  // Backs up devices: full when `full` or no previous generation, else only dirty chunks.
+  Result<GenerationInfo> backup(Repository& repo, std::vector<SimDevice*> devs, bool full, size_t threads = 2) {
+    BLKVAULT_TRY_ASSIGN(auto w, repo.begin_generation("testhost", "test"));
+    for (auto* d : devs) {
+      BLKVAULT_TRY_ASSIGN(auto last, repo.last_good(d->name));
+      const bool incremental = !full && last.has_value();
+      BLKVAULT_TRY_ASSIGN(DeviceWriter * dw, w->add_device(d->name, d->bytes.size(), incremental));
+      std::vector<uint64_t> todo;
+      const uint64_t count = (d->bytes.size() + kChunk - 1) / kChunk;
+      if (incremental) {
+        todo.assign(d->dirty.begin(), d->dirty.end());
+      } else {
+        for (uint64_t c = 0; c < count; ++c) todo.push_back(c);
+      }
+      std::atomic<size_t> next{0};
+      std::atomic<bool> bad{false};
+      auto work = [&] {
+        for (size_t i; (i = next++) < todo.size();) {
+          const uint64_t off = todo[i] * kChunk;
+          const uint64_t n = std::min<uint64_t>(kChunk, d->bytes.size() - off);
+          if (!dw->put(todo[i], std::span(d->bytes).subspan(off, n))) bad = true;
+        }
+      };
+      std::vector<std::thread> ts;
+      for (size_t t = 0; t < threads; ++t) ts.emplace_back(work);
+      for (auto& t : ts) t.join();
+      if (bad) return fail(ErrorCode::kInternal, "put failed");
+      dw->set_mode(incremental ? "incremental" : "full", incremental ? "" : "test", d->dirty.size() * kChunk);
+      dw->set_baseline("baseline-of-" + d->name);
+    }
+    BLKVAULT_TRY_ASSIGN(auto info, w->commit(false));
+    for (auto* d : devs) d->dirty.clear();
+    return info;
+  }
+
+  void expect_restores(Repository& repo, GenerationId gen, const SimDevice& d, const std::vector<uint8_t>& expect) {
+    auto img = repo.device_image(gen, d.name);
+    ASSERT_TRUE(img) << img.error().message();
+    MemSink sink(img->size_bytes);
+    auto st = repo.restore(*img, sink, 3, nullptr, {});
+    ASSERT_TRUE(st) << st.error().message();
+    ASSERT_EQ(sink.data().size(), expect.size());
+    ASSERT_TRUE(sink.data() == expect) << d.name << " generation " << gen << " differs";
+  }
+
+  test::TempDir dir_;
+};
+
+TEST_F(RepositoryTest, InitWritesADocumentedConfigAndRefusesToReinitialise) {
+  init();
+  EXPECT_TRUE(fs::exists(repo_path() + "/config"));
+  EXPECT_TRUE(fs::exists(repo_path() + "/index.sqlite"));
+  EXPECT_EQ(fs::status(repo_path()).permissions() & fs::perms::all, fs::perms::owner_all);
+  auto again = init_repository(repo_path(), InitOptions{});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().message(), repo_path() + " is already a repository (it has a config file)");
+
+  fs::create_directories(dir_ / "full");
+  std::ofstream(dir_ / "full/x") << "x";
+  auto busy = init_repository(dir_ / "full", InitOptions{});
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().message(), dir_ / "full" + " is not empty (init needs a new or empty directory)");
+
+  auto repo = open(false);
+  ASSERT_TRUE(repo);
+  EXPECT_EQ(repo->config().chunk_size, kChunk);
+  EXPECT_EQ(repo->config().compression_level, 3);
+  EXPECT_EQ(repo->config().id.size(), 32u);
+}
+
+TEST_F(RepositoryTest, InitRefusesBadParameters) {
+  InitOptions o;
+  o.chunk_size = 3 << 20;
+  auto st = init_repository(dir_ / "r1", o);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(st.error().message(), "chunk size 3145728 is not a power of two from 64 KiB to 16 MiB");
+  o = InitOptions{};
+  o.compression_level = 25;
+  st = init_repository(dir_ / "r2", o);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(), "compression level 25 is not between 1 and 19");
+  EXPECT_FALSE(fs::exists(dir_ / "r1"));
+}
+
+TEST_F(RepositoryTest, OpenExplainsWhatIsWrong) {
+  auto missing = Repository::open(dir_ / "nope", OpenOptions{});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(missing.error().message(), "repository " + dir_ / "nope" + " does not exist (create it with: blkvault init)");
+
+  fs::create_directories(dir_ / "plain");
+  auto plain = Repository::open(dir_ / "plain", OpenOptions{});
+  ASSERT_FALSE(plain);
+  EXPECT_EQ(plain.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(plain.error().message(), dir_ / "plain" + " is not a blkvault repository (it has no config file)");
+
+  init();
+  {
+    std::string text;
+    std::ifstream in(repo_path() + "/config");
+    text.assign(std::istreambuf_iterator<char>(in), {});
+    const auto at = text.find("\"blkvault_repository\": 1");
+    ASSERT_NE(at, std::string::npos) << text;
+    text.replace(at, 24, "\"blkvault_repository\": 9");
+    fs::permissions(repo_path() + "/config", fs::perms::owner_write, fs::perm_options::add);
+    std::ofstream(repo_path() + "/config", std::ios::trunc) << text;
+  }
+  auto newer = Repository::open(repo_path(), OpenOptions{});
+  ASSERT_FALSE(newer);
+  EXPECT_EQ(newer.error().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(newer.error().message(), "repository " + repo_path() +
+                                         " has format version 9; this blkvault reads up to 1 (upgrade blkvault)");
+}
+
+TEST_F(RepositoryTest, RandomizedGenerationsOfSeveralDevicesRestoreByteIdentical) {
+  const uint64_t seed = std::getenv("BLKVAULT_TEST_SEED") ? std::stoull(std::getenv("BLKVAULT_TEST_SEED")) : 20261125;
+  SCOPED_TRACE("BLKVAULT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  init(256 << 10);  // small packs: many of them
+  // Sizes that are not multiples of the chunk size, and one smaller than a chunk.
+  SimDevice a{"/dev/sda", std::vector<uint8_t>(40 * kChunk + 1234)};
+  SimDevice b{"/dev/sdb", std::vector<uint8_t>(17 * kChunk)};
+  SimDevice c{"/dev/tiny", std::vector<uint8_t>(kChunk / 3)};
+  for (auto* d : {&a, &b, &c}) d->mutate(rng, 12);
+
+  std::map<GenerationId, std::map<std::string, std::vector<uint8_t>>> history;
+  auto repo = open(true);
+  ASSERT_TRUE(repo);
+  for (int round = 0; round < 8; ++round) {
+    std::vector<SimDevice*> devs = {&a, &b};
+    if (round % 3 != 1) devs.push_back(&c);  // c is not in every generation
+    auto info = backup(*repo, devs, round == 5);  // one forced full read along the way
+    ASSERT_TRUE(info) << info.error().message();
+    EXPECT_EQ(info->state, GenerationState::kComplete);
+    for (auto* d : devs) history[info->id][d->name] = d->bytes;
+    for (auto* d : {&a, &b, &c}) d->mutate(rng, 1 + static_cast<int>(rng() % 6));
+  }
+  for (const auto& [gen, devs] : history) {
+    for (const auto& [name, bytes] : devs) {
+      SimDevice d{name, {}};
+      expect_restores(*repo, gen, d, bytes);
+    }
+  }
+  // Reopened (read-only), the same.
+  repo.reset();
+  auto ro = open(false);
+  ASSERT_TRUE(ro);
+  auto gens = ro->generations();
+  ASSERT_TRUE(gens);
+  EXPECT_EQ(gens->size(), history.size());
+  for (const auto& [gen, devs] : history) {
+    for (const auto& [name, bytes] : devs) expect_restores(*ro, gen, SimDevice{name, {}}, bytes);
+  }
+  auto report = ro->verify(VerifyOptions{.data = true}, nullptr, {});
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->clean());
+  EXPECT_GT(report->packs, 1u);
+}
+
+TEST_F(RepositoryTest, IdenticalChunksAreStoredOnceAndZeroChunksNever) {
+  init();
+  std::vector<uint8_t> pattern(kChunk);
+  std::mt19937_64 rng(7);
+  for (auto& x : pattern) x = static_cast<uint8_t>(rng());
+  SimDevice a{"a", std::vector<uint8_t>(8 * kChunk)};
+  for (int i = 0; i < 8; i += 2) std::memcpy(a.bytes.data() + i * kChunk, pattern.data(), kChunk);  // 4 copies, 4 zero chunks
+  SimDevice b{"b", a.bytes};
+  auto repo = open(true);
+  auto info = backup(*repo, {&a, &b}, true);
+  ASSERT_TRUE(info) << info.error().message();
+  auto stats = repo->stats();
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->chunks, 1u);
+  EXPECT_EQ(stats->chunk_raw_bytes, kChunk);
+  EXPECT_EQ(info->devices[0].read_bytes, 8 * kChunk);
+  EXPECT_EQ(info->devices[0].new_bytes + info->devices[1].new_bytes, kChunk);
+  EXPECT_EQ(info->devices[0].chunks_changed, 4u);  // only non-zero chunks are recorded for a first backup
+  auto img = repo->device_image(info->id, "a");
+  ASSERT_TRUE(img);
+  EXPECT_EQ(img->chunks.size(), 4u);
+  expect_restores(*repo, info->id, a, a.bytes);
+}
+
+TEST_F(RepositoryTest, AGenerationCostsWhatItChangedNotTheDeviceSize) {
+  init();
+  SimDevice d{"big", std::vector<uint8_t>(300 * kChunk)};
+  std::mt19937_64 rng(3);
+  for (auto& x : d.bytes) x = static_cast<uint8_t>(rng());
+  auto repo = open(true);
+  auto g1 = backup(*repo, {&d}, true);
+  ASSERT_TRUE(g1);
+  const auto size1 = fs::file_size(repo_path() + "/" + manifest_name(g1->id));
+  d.bytes[5 * kChunk + 10] ^= 1;
+  d.mark(5 * kChunk + 10, 1);
+  d.bytes[299 * kChunk] ^= 1;
+  d.mark(299 * kChunk, 1);
+  auto g2 = backup(*repo, {&d}, false);
+  ASSERT_TRUE(g2);
+  EXPECT_EQ(g2->devices[0].chunks_changed, 2u);
+  EXPECT_EQ(g2->devices[0].read_bytes, 2 * kChunk);
+  EXPECT_EQ(*g2->devices[0].parent, g1->id);
+  const auto size2 = fs::file_size(repo_path() + "/" + manifest_name(g2->id));
+  EXPECT_LT(size2, size1 / 10) << "manifest of a 2-chunk change: " << size2 << " bytes";
+  // A full re-read of unchanged data records nothing new either.
+  auto g3 = backup(*repo, {&d}, true);
+  ASSERT_TRUE(g3);
+  EXPECT_EQ(g3->devices[0].chunks_changed, 0u);
+  EXPECT_EQ(g3->devices[0].new_bytes, 0u);
+  expect_restores(*repo, g1->id, d, [&] {
+    auto v = d.bytes;
+    v[5 * kChunk + 10] ^= 1;
+    v[299 * kChunk] ^= 1;
+    return v;
+  }());
+  expect_restores(*repo, g3->id, d, d.bytes);
+}
+
+TEST_F(RepositoryTest, AnAbandonedWriterLeavesEarlierGenerationsIntact) {
+  init();
+  SimDevice d{"d", std::vector<uint8_t>(10 * kChunk + 7)};
+  std::mt19937_64 rng(11);
+  d.mutate(rng, 10);
+  auto repo = open(true);
+  auto g1 = backup(*repo, {&d}, true);
+  ASSERT_TRUE(g1);
+  const auto before = d.bytes;
+  d.mutate(rng, 10);
+  {
+    auto w = repo->begin_generation("h", "v");
+    ASSERT_TRUE(w);
+    auto dw = (*w)->add_device("d", d.bytes.size(), true);
+    ASSERT_TRUE(dw);
+    for (uint64_t c : d.dirty) {
+      const uint64_t off = c * kChunk;
+      ASSERT_TRUE((*dw)->put(c, std::span(d.bytes).subspan(off, std::min<uint64_t>(kChunk, d.bytes.size() - off))));
+    }
+    // destroyed without commit
+  }
+  auto gens = repo->generations();
+  ASSERT_TRUE(gens);
+  ASSERT_EQ(gens->size(), 2u);
+  EXPECT_EQ(gens->at(1).state, GenerationState::kFailed);
+  EXPECT_EQ(gens->at(1).error, "the backup stopped before it committed");
+  auto latest = repo->resolve("latest");
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(*latest, g1->id);
+  auto r = repo->resolve(std::to_string(gens->at(1).id));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(), "generation 2 is failed, not a committed backup");
+  expect_restores(*repo, g1->id, d, before);
+  // The baseline did not move: the next incremental builds on g1.
+  auto last = repo->last_good("d");
+  ASSERT_TRUE(last && *last);
+  EXPECT_EQ((*last)->generation, g1->id);
+  auto g3 = backup(*repo, {&d}, false);
+  ASSERT_TRUE(g3);
+  EXPECT_EQ(g3->id, 3u);
+  expect_restores(*repo, g3->id, d, d.bytes);
+  auto report = repo->verify(VerifyOptions{.data = true}, nullptr, {});
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->clean());
+}
+
+TEST_F(RepositoryTest, PartialGenerationsKeepTheDevicesThatSucceeded) {
+  init();
+  SimDevice a{"a", std::vector<uint8_t>(4 * kChunk, 1)};
+  SimDevice b{"b", std::vector<uint8_t>(4 * kChunk, 2)};
+  auto repo = open(true);
+  auto g1 = backup(*repo, {&a, &b}, true);
+  ASSERT_TRUE(g1);
+  auto attempt = [&](bool partial) -> Result<GenerationInfo> {
+    BLKVAULT_TRY_ASSIGN(auto w, repo->begin_generation("h", "v"));
+    BLKVAULT_TRY_ASSIGN(auto da, w->add_device("a", a.bytes.size(), true));
+    BLKVAULT_TRY_ASSIGN(auto db, w->add_device("b", b.bytes.size(), true));
+    std::vector<uint8_t> three(kChunk, 3);
+    BLKVAULT_TRY(da->put(0, three));
+    BLKVAULT_TRY(db->put(0, three));
+    db->fail(Error(ErrorCode::kIo, "reading image: Input/output error"));
+    return w->commit(partial);
+  };
+  auto strict = attempt(false);
+  ASSERT_FALSE(strict);
+  EXPECT_EQ(strict.error().message(), "device b failed: reading image: Input/output error");
+  auto part = attempt(true);
+  ASSERT_TRUE(part) << part.error().message();
+  EXPECT_EQ(part->state, GenerationState::kPartial);
+  auto img = repo->device_image(part->id, "b");
+  ASSERT_FALSE(img);
+  EXPECT_EQ(img.error().message(),
+            "device b failed in generation 3 (reading image: Input/output error); nothing to restore");
+  auto last_b = repo->last_good("b");
+  ASSERT_TRUE(last_b && *last_b);
+  EXPECT_EQ((*last_b)->generation, g1->id);
+  auto last_a = repo->last_good("a");
+  EXPECT_EQ((*last_a)->generation, part->id);
+  auto expect_a = a.bytes;
+  std::fill_n(expect_a.begin(), kChunk, 3);
+  expect_restores(*repo, part->id, a, expect_a);
+  auto none = repo->device_image(part->id, "c");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().message(), "generation 3 has no device c (it has: a, b)");
+}
+
+TEST_F(RepositoryTest, TheIndexIsACacheRebuiltFromPacksAndManifests) {
+  init(256 << 10);
+  std::mt19937_64 rng(99);
+  SimDevice a{"a", std::vector<uint8_t>(20 * kChunk + 99)};
+  SimDevice b{"b", std::vector<uint8_t>(9 * kChunk)};
+  a.mutate(rng, 10);
+  b.mutate(rng, 10);
+  std::map<GenerationId, std::pair<std::vector<uint8_t>, std::vector<uint8_t>>> history;
+  {
+    auto repo = open(true);
+    for (int i = 0; i < 4; ++i) {
+      auto g = backup(*repo, {&a, &b}, false);
+      ASSERT_TRUE(g);
+      history[g->id] = {a.bytes, b.bytes};
+      a.mutate(rng, 3);
+      b.mutate(rng, 3);
+    }
+  }
+  // Lost: the index disappears entirely.
+  for (const char* s : {"", "-wal", "-shm"}) fs::remove(repo_path() + "/index.sqlite" + s);
+  {
+    auto repo = open(false);
+    ASSERT_TRUE(repo);
+    auto gens = repo->generations();
+    ASSERT_EQ(gens->size(), 4u);
+    for (const auto& [g, bytes] : history) {
+      expect_restores(*repo, g, a, bytes.first);
+      expect_restores(*repo, g, b, bytes.second);
+    }
+    auto last = repo->last_good("a");
+    EXPECT_EQ((*last)->record.baseline, "baseline-of-a");
+  }
+  // Damaged: garbage where the index was.
+  {
+    std::ofstream(repo_path() + "/index.sqlite", std::ios::trunc) << std::string(8192, 'x');
+    for (const char* s : {"-wal", "-shm"}) fs::remove(repo_path() + "/index.sqlite" + s);
+    auto repo = open(true);
+    ASSERT_TRUE(repo);
+    for (const auto& [g, bytes] : history) expect_restores(*repo, g, a, bytes.first);
+    // And the next backup continues the chain.
+    auto g = backup(*repo, {&a, &b}, false);
+    ASSERT_TRUE(g);
+    EXPECT_EQ(g->id, 5u);
+    expect_restores(*repo, g->id, b, b.bytes);
+    ASSERT_TRUE(repo->rebuild_index());
+    expect_restores(*repo, g->id, a, a.bytes);
+  }
+}
+
+TEST_F(RepositoryTest, AManifestPublishedBeforeTheIndexCommitIsReplayed) {
+  init();
+  std::mt19937_64 rng(5);
+  SimDevice d{"d", std::vector<uint8_t>(12 * kChunk)};
+  d.mutate(rng, 8);
+  {
+    auto repo = open(true);
+    ASSERT_TRUE(backup(*repo, {&d}, true));
+  }
+  // The index as it was before the next commit (the crash window: the manifest
+  // and packs are durable, the index transaction never happened).
+  const std::string saved = dir_ / "saved-index";
+  fs::copy_file(repo_path() + "/index.sqlite", saved);
+  ASSERT_FALSE(fs::exists(repo_path() + "/index.sqlite-wal") && fs::file_size(repo_path() + "/index.sqlite-wal") > 0);
+  const auto before = d.bytes;
+  d.mutate(rng, 4);
+  GenerationId g2 = 0;
+  {
+    auto repo = open(true);
+    auto g = backup(*repo, {&d}, false);
+    ASSERT_TRUE(g);
+    g2 = g->id;
+  }
+  for (const char* s : {"-wal", "-shm"}) fs::remove(repo_path() + "/index.sqlite" + s);
+  fs::copy_file(saved, repo_path() + "/index.sqlite", fs::copy_options::overwrite_existing);
+  auto repo = open(false);
+  auto gens = repo->generations();
+  ASSERT_EQ(gens->size(), 2u);
+  expect_restores(*repo, 1, d, before);
+  expect_restores(*repo, g2, d, d.bytes);
+}
+
+TEST_F(RepositoryTest, VerifyFindsAFlippedByteAndNamesWhatItSpoils) {
+  init();
+  SimDevice d{"/dev/vdb", std::vector<uint8_t>(6 * kChunk)};
+  std::mt19937_64 rng(17);
+  for (auto& x : d.bytes) x = static_cast<uint8_t>(rng());
+  auto repo = open(true);
+  auto g1 = backup(*repo, {&d}, true);
+  ASSERT_TRUE(g1);
+  d.bytes[kChunk * 5] ^= 0xff;
+  d.mark(kChunk * 5, 1);
+  auto g2 = backup(*repo, {&d}, false);
+  ASSERT_TRUE(g2);
+  auto img = repo->device_image(g1->id, "/dev/vdb");
+  ASSERT_TRUE(img);
+  const ChunkRef victim = img->chunks.at(2);  // shared by both generations
+  const std::string pack = repo_path() + "/" + img->packs[victim.pack];
+  {
+    fs::permissions(pack, fs::perms::owner_write, fs::perm_options::add);
+    std::fstream f(pack, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(victim.offset + BlobHeader::kSize + 100));
+    char c;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x20);
+    f.seekp(static_cast<std::streamoff>(victim.offset + BlobHeader::kSize + 100));
+    f.write(&c, 1);
+  }
+  auto meta = repo->verify(VerifyOptions{}, nullptr, {});
+  ASSERT_TRUE(meta);
+  EXPECT_TRUE(meta->clean()) << "metadata alone cannot see a flipped data byte";
+  auto full = repo->verify(VerifyOptions{.data = true}, nullptr, {});
+  ASSERT_TRUE(full);
+  ASSERT_EQ(full->damage.size(), 1u);
+  EXPECT_TRUE(full->problems.empty());
+  const auto& dmg = full->damage[0];
+  EXPECT_NE(dmg.what.find(to_hex(victim.id)), std::string::npos) << dmg.what;
+  ASSERT_EQ(dmg.affected.size(), 2u);
+  EXPECT_EQ(dmg.affected[0].generation, g1->id);
+  EXPECT_EQ(dmg.affected[1].generation, g2->id);
+  for (const auto& r : dmg.affected) {
+    EXPECT_EQ(r.device, "/dev/vdb");
+    EXPECT_EQ(r.offset_bytes, 2 * kChunk);
+    EXPECT_EQ(r.length_bytes, kChunk);
+  }
+  // Restoring a generation that needs the chunk fails loudly; never wrong bytes.
+  MemSink sink(img->size_bytes);
+  auto st = repo->restore(*img, sink, 2, nullptr, {});
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), ErrorCode::kCorrupt);
+  EXPECT_NE(st.error().message().find("reading offset 131072 of /dev/vdb in generation 1"), std::string::npos)
+      << st.error().message();
+  // A generation-scoped verify of g2 sees it too.
+  auto only = repo->verify(VerifyOptions{.data = true, .generation = g2->id}, nullptr, {});
+  ASSERT_TRUE(only);
+  ASSERT_EQ(only->damage.size(), 1u);
+  ASSERT_EQ(only->damage[0].affected.size(), 1u);
+  EXPECT_EQ(only->damage[0].affected[0].generation, g2->id);
+}
+
+TEST_F(RepositoryTest, VerifyReportsAMissingPackAndAMissingManifest) {
+  init();
+  SimDevice d{"d", std::vector<uint8_t>(3 * kChunk)};
+  std::mt19937_64 rng(1);
+  for (auto& x : d.bytes) x = static_cast<uint8_t>(rng());
+  auto repo = open(true);
+  auto g1 = backup(*repo, {&d}, true);
+  ASSERT_TRUE(g1);
+  auto img = repo->device_image(g1->id, "d");
+  fs::remove(repo_path() + "/" + img->packs.at(0));
+  fs::remove(repo_path() + "/" + manifest_name(g1->id));
+  auto report = repo->verify(VerifyOptions{}, nullptr, {});
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->damage.size(), 3u);
+  ASSERT_EQ(report->problems.size(), 1u);
+  EXPECT_NE(report->problems[0].find("generation 1: "), std::string::npos) << report->problems[0];
+  EXPECT_NE(report->damage[0].what.find("pack " + img->packs[0]), std::string::npos) << report->damage[0].what;
+}
+
+TEST_F(RepositoryTest, ASecondWriterIsRefusedWhileReadersProceed) {
+  init();
+  auto writer = open(true);
+  ASSERT_TRUE(writer);
+  OpenOptions o;
+  o.write = true;
+  auto second = Repository::open(repo_path(), o);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code(), ErrorCode::kLocked);
+  auto reader = open(false);
+  ASSERT_TRUE(reader);
+  auto gens = reader->generations();
+  ASSERT_TRUE(gens);
+  EXPECT_TRUE(gens->empty());
+}
+
+TEST_F(RepositoryTest, ResolveRejectsMalformedAndUnknownIds) {
+  init();
+  auto repo = open(false);
+  auto none = repo->resolve("latest");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(none.error().message(), "the repository has no generations yet");
+  auto bad = repo->resolve("12abc");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(bad.error().message(), "'12abc' is not a generation id (a number, or 'latest')");
+  auto unknown = repo->resolve("42");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().message(), "generation 42 does not exist");
+}
+
+TEST(ManifestTest, RoundTripsAndDetectsDamage) {
+  Manifest m;
+  m.repository_id = "abc";
+  m.chunk_size = kChunk;
+  m.generation.id = 7;
+  m.generation.state = GenerationState::kPartial;
+  m.generation.host = "h";
+  m.generation.tool_version = "v";
+  DeviceRecord d;
+  d.name = "/dev/sda";
+  d.size_bytes = 1000;
+  d.parent = 3;
+  d.baseline = "cbt1 x";
+  m.generation.devices.push_back(d);
+  d.name = "/dev/sdb";
+  d.complete = false;
+  d.error = "boom";
+  d.parent.reset();
+  m.generation.devices.push_back(d);
+  ChunkId id{};
+  id[0] = 9;
+  m.deltas = {{MapEntry{0, id}, MapEntry{5, std::nullopt}}, {}};
+  const auto bytes = m.encode();
+  auto back = Manifest::decode(bytes, "m");
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->deltas, m.deltas);
+  EXPECT_EQ(back->generation.devices[1].error, "boom");
+  EXPECT_EQ(*back->generation.devices[0].parent, 3u);
+  EXPECT_FALSE(back->generation.devices[1].parent);
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    auto copy = bytes;
+    copy[i] ^= 0x01;
+    auto r = Manifest::decode(copy, "m");
+    ASSERT_FALSE(r) << "flip at " << i;
+  }
+  EXPECT_EQ(manifest_name(42), "manifests/00000000000000000042");
+  EXPECT_EQ(parse_manifest_name("manifests/00000000000000000042"), 42u);
+  EXPECT_FALSE(parse_manifest_name("manifests/00000000000000000042.tmp-1-2"));
+}
+
+}  // namespace
+}  // namespace blkvault::repo
