@@ -117,7 +117,10 @@ class Demo {
 
   Result<BackupFigures> backup() {
     std::string json_text;
-    BLKVAULT_TRY(blkvault({"backup", "--repo", repo_, "--module", sim_, image_}, &json_text));
+    // Difference storage: the simulated module asks for 1 GiB; a demo needs far less.
+    BLKVAULT_TRY(blkvault({"backup", "--repo", repo_, "--module", sim_, "--diff-storage-size", "64M",
+                           "--diff-storage-limit", "256M", image_},
+                          &json_text));
     BackupFigures f;
     try {
       auto j = nlohmann::json::parse(json_text);
@@ -127,7 +130,7 @@ class Demo {
       for (const auto& d : j.at("devices")) {
         ctx_.out.result(fmt::format("   {}: {} backup{}, read {} of {}", d.at("name").get<std::string>(),
                                     d.at("mode").get<std::string>(),
-                                    d.contains("reason") ? " (" + d.at("reason").get<std::string>() + ")" : "",
+                                    d.at("reason").is_string() ? " (" + d.at("reason").get<std::string>() + ")" : "",
                                     format_bytes(d.at("read_bytes").get<uint64_t>()),
                                     format_bytes(d.at("size_bytes").get<uint64_t>())));
       }

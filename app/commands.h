@@ -25,6 +25,7 @@ struct Context {
 struct InitOptions {
   std::string chunk_size = "1M";
   int compression_level = 3;
+  std::string pack_size = "64M";
 };
 Status cmd_init(Context& ctx, const InitOptions& opts);
 

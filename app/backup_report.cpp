@@ -1,0 +1,68 @@
+#include "app/backup_report.h"
+
+#include <fmt/format.h>
+
+namespace blkvault::app {
+namespace {
+
+std::string throughput(uint64_t bytes, double seconds) {
+  return seconds > 0 ? format_rate(static_cast<double>(bytes) / seconds) : "-";
+}
+
+nlohmann::json or_null(const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); }
+
+}  // namespace
+
+void print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
+                         double seconds) {
+  uint64_t read = 0, fresh = 0, stored = 0;
+  nlohmann::json devices = nlohmann::json::array();
+  std::string lines;
+  for (const DeviceReport& r : reports) {
+    repo::DeviceRecord rec;
+    if (const repo::DeviceRecord* found = info.device(r.name)) rec = *found;
+    const bool complete = r.error.empty();
+    if (complete) {
+      read += rec.read_bytes;
+      fresh += rec.new_bytes;
+      stored += rec.stored_bytes;
+    }
+    devices.push_back({{"name", r.name},
+                       {"size_bytes", r.size_bytes},
+                       {"mode", r.incremental ? "incremental" : "full"},
+                       {"reason", or_null(r.reason)},
+                       {"changed_bytes", r.changed_bytes},
+                       {"read_bytes", rec.read_bytes},
+                       {"new_bytes", rec.new_bytes},
+                       {"stored_bytes", rec.stored_bytes},
+                       {"duration_s", r.seconds},
+                       {"complete", complete},
+                       {"error", or_null(r.error)}});
+    if (!complete) {
+      lines += fmt::format("  {}: FAILED: {}\n", r.name, r.error);
+      continue;
+    }
+    std::string what = r.incremental ? fmt::format("incremental, {} of {} changed", format_bytes(r.changed_bytes),
+                                                   format_bytes(r.size_bytes))
+                                     : fmt::format("full read ({}) of {}", r.reason, format_bytes(r.size_bytes));
+    lines += fmt::format("  {}: {}; read {} in {} ({}); {} new after dedup, {} stored\n", r.name, what,
+                         format_bytes(rec.read_bytes), format_duration(r.seconds),
+                         throughput(rec.read_bytes, r.seconds), format_bytes(rec.new_bytes),
+                         format_bytes(rec.stored_bytes));
+  }
+  const std::string state(repo::to_string(info.state));
+  out.result(fmt::format("generation {} committed ({}): {} device{} in {} ({}); read {}, {} new after dedup, {} "
+                         "stored\n{}",
+                         info.id, state, reports.size(), reports.size() == 1 ? "" : "s", format_duration(seconds),
+                         throughput(read, seconds), format_bytes(read), format_bytes(fresh), format_bytes(stored),
+                         lines));
+  out.result_json({{"generation", info.id},
+                   {"state", state},
+                   {"duration_s", seconds},
+                   {"read_bytes", read},
+                   {"new_bytes", fresh},
+                   {"stored_bytes", stored},
+                   {"devices", devices}});
+}
+
+}  // namespace blkvault::app

@@ -1,0 +1,30 @@
+// app/backup_report.h — what `backup` prints when it has committed a generation:
+// a human summary per device on stdout, or with --json the one result object
+// documented in docs/CLI.md (backup).
+// Thread-safety: none needed; called once, on the main thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "app/output.h"
+#include "repo/repository.h"
+
+namespace blkvault::app {
+
+// What the app knows about one device beyond the repository's DeviceRecord.
+struct DeviceReport {
+  std::string name;
+  uint64_t size_bytes = 0;
+  bool incremental = false;
+  std::string reason;          // why a full read ("" when incremental)
+  uint64_t changed_bytes = 0;  // CBT-changed bytes (the device size for a full read)
+  double seconds = 0;          // reading and storing this device
+  std::string error;           // "" unless the device failed (only kept with --partial)
+};
+
+// REQUIRES: reports in the order of the devices given on the command line.
+void print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
+                         double seconds);
+
+}  // namespace blkvault::app

@@ -1,0 +1,299 @@
+// `blkvault backup`: one snapshot over every device, then each device's changed
+// extents (or all of it, with the reason) into one new generation.
+//
+// Order of events, and why:
+//   module, repository (writer lock), each device's last good baseline
+//   -> Session::open (snapshot created and taken; released on every path below)
+//   -> begin_generation -> per device: CBT map, plan, add_device, read+put, check
+//      the session for a corruption event, set_mode/set_baseline
+//   -> close the session -> commit (complete, or partial with --partial).
+// A failure before commit aborts the generation: nothing becomes visible, and as
+// baselines are read from the last good generation, none advances.
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <variant>
+
+#include <boost/asio/thread_pool.hpp>
+#include <fmt/format.h>
+
+#include "app/backup_report.h"
+#include "app/commands.h"
+#include "app/module_access.h"
+#include "app/pipeline.h"
+#include "app/repo_access.h"
+#include "app/subprocess.h"
+#include "cbt/changed_extents.h"
+#include "repo/repository.h"
+#include "snapshot/session.h"
+
+namespace blkvault::app {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Test seam of the simulation: a shell command run once the snapshot is taken
+// (writes during a backup, a signal mid-run). Honoured only with --module sim:DIR.
+constexpr const char* kSimAfterTakeEnv = "BLKVAULT_SIM_AFTER_TAKE";
+
+std::string reason_text(cbt::FullReadReason reason) {
+  if (reason == cbt::FullReadReason::kNoBaseline) return "no earlier backup of this device";
+  return cbt::to_string(reason);
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+size_t worker_count() { return std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 16); }
+
+// What a device's backup starts from: its last good generation's CBT baseline.
+struct DeviceStart {
+  std::optional<cbt::Baseline> baseline;
+  std::string baseline_problem;  // why a recorded baseline was not usable
+};
+
+class BackupRun {
+ public:
+  BackupRun(Context& ctx, const BackupOptions& opts, repo::Repository& repository, snapshot::Session& session,
+            repo::GenerationWriter& generation)
+      : ctx_(ctx), opts_(opts), repo_(repository), session_(session), gen_(generation), pool_(worker_count()) {}
+
+  // Backs up one device. A failure is returned; the caller decides whether it
+  // ends the run (kCancelled, or without --partial) or marks the device failed.
+  // `writer` is set once the device is part of the generation.
+  Status device(snapshot::SessionDevice& d, const DeviceStart& start, DeviceReport& report,
+                repo::DeviceWriter*& writer) {
+    const auto t0 = Clock::now();
+    const uint64_t chunk = repo_.config().chunk_size;
+    const uint64_t size = d.reader->size_bytes();
+    report.name = d.path;
+    report.size_bytes = size;
+
+    std::vector<ByteExtent> extents;
+    if (opts_.full) {
+      report.reason = "--full";
+    } else {
+      auto map = session_.read_cbt_map(d);
+      if (!map) {
+        report.reason = "CBT map unreadable: " + map.error().message();
+      } else {
+        cbt::Plan plan = cbt::plan_read(d.cbt, *map, start.baseline, chunk);
+        if (auto* changed = std::get_if<cbt::ChangedExtents>(&plan)) {
+          report.incremental = true;
+          report.changed_bytes = changed->changed_bytes;
+          for (const auto& e : changed->extents) extents.push_back({e.offset_bytes, e.length_bytes});
+        } else {
+          auto reason = std::get<cbt::FullRead>(plan).reason;
+          report.reason = start.baseline_problem.empty() || reason != cbt::FullReadReason::kNoBaseline
+                              ? reason_text(reason)
+                              : start.baseline_problem;
+        }
+      }
+    }
+    if (!report.incremental) {
+      report.changed_bytes = size;
+      extents = {ByteExtent{0, size}};
+    }
+
+    BLKVAULT_TRY_ASSIGN(writer, gen_.add_device(d.path, size, report.incremental));
+    writer->set_mode(report.incremental ? "incremental" : "full", report.reason, report.changed_bytes);
+
+    uint64_t total = 0;
+    for (const auto& e : extents) total += e.length;
+    const int task = ctx_.out.progress_begin(d.path, total);
+    PipelineOptions popts;
+    popts.chunk_size = chunk;
+    popts.device_size = size;
+    popts.threads = worker_count();
+    auto result = run_pipeline(
+        pool_, popts, extents, [&](uint64_t off, std::span<uint8_t> data) { return d.reader->read_at(off, data); },
+        [&](uint64_t index, std::span<const uint8_t> data) { return writer->put(index, data); }, ctx_.cancel,
+        [&](uint64_t done) { ctx_.out.progress_update(task, done); });
+    ctx_.out.progress_end(task);
+    report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+    // A corruption event explains a failed read better than the read's errno,
+    // and fails the device even when its reads happened to succeed.
+    if (auto broken = corruption_of(d, !result && result.error().code() != ErrorCode::kCancelled)) {
+      return fail(std::move(*broken));
+    }
+    if (!result) return fail(std::move(result).error());
+    writer->set_baseline(cbt::from_info(d.cbt).encode());
+    return {};
+  }
+
+ private:
+  Context& ctx_;
+  // The session's record of a corruption event for `d`. The module reports it
+  // asynchronously (the session's event thread polls), so after a failed read
+  // it is given a moment to arrive.
+  std::optional<Error> corruption_of(const snapshot::SessionDevice& d, bool read_failed) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(read_failed ? 500 : 0);
+    for (;;) {
+      if (auto broken = session_.device_failure(d.dev)) return broken;
+      if (Clock::now() >= deadline) return std::nullopt;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  const BackupOptions& opts_;
+  repo::Repository& repo_;
+  snapshot::Session& session_;
+  repo::GenerationWriter& gen_;
+  boost::asio::thread_pool pool_;
+};
+
+Result<snapshot::SessionOptions> session_options(const Context& ctx, const BackupOptions& opts) {
+  snapshot::SessionOptions s;
+  s.diff_storage_dir = opts.diff_storage_dir.empty() ? ctx.state_dir + "/diff" : opts.diff_storage_dir;
+  s.state_dir = ctx.state_dir;
+  auto initial = parse_size(opts.diff_storage_size);
+  if (!initial) return fail(std::move(initial).error().wrap("--diff-storage-size"));
+  auto limit = parse_size(opts.diff_storage_limit);
+  if (!limit) return fail(std::move(limit).error().wrap("--diff-storage-limit"));
+  if (*initial < (1ull << 20)) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("--diff-storage-size {}: must be at least 1M", opts.diff_storage_size));
+  }
+  if (*limit < *initial) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("--diff-storage-limit {} is smaller than --diff-storage-size {}", opts.diff_storage_limit,
+                            opts.diff_storage_size));
+  }
+  s.initial_bytes = *initial;
+  s.limit_bytes = *limit;
+  return s;
+}
+
+Result<DeviceStart> device_start(repo::Repository& repository, const std::string& device) {
+  DeviceStart start;
+  auto last = repository.last_good(device);
+  if (!last) return fail(std::move(last).error().wrap("looking up the last backup of " + device));
+  if (*last && !(*last)->record.baseline.empty()) {
+    auto decoded = cbt::Baseline::decode((*last)->record.baseline);
+    if (decoded) {
+      start.baseline = *decoded;
+    } else {
+      start.baseline_problem = fmt::format("the baseline recorded in generation {} is unreadable", (*last)->generation);
+    }
+  } else if (*last) {
+    start.baseline_problem = fmt::format("generation {} recorded no CBT baseline", (*last)->generation);
+  }
+  return start;
+}
+
+Error cancelled_error(const CancelToken& cancel) {
+  const int sig = cancel.signal_number();
+  std::string name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+  return Error(ErrorCode::kCancelled,
+               fmt::format("backup interrupted by {}: the snapshot was released and nothing was committed", name));
+}
+
+Status run_after_take_hook(const Context& ctx) {
+  const char* cmd = std::getenv(kSimAfterTakeEnv);
+  if (!cmd || !*cmd || !is_sim_module(ctx.module_spec)) return {};
+  BLKVAULT_TRY_ASSIGN(auto r, run_process({"sh", "-c", cmd}));
+  if (r.exit_status != 0) {
+    return fail(ErrorCode::kIo, fmt::format("{} command exited with status {}", kSimAfterTakeEnv, r.exit_status));
+  }
+  return {};
+}
+
+}  // namespace
+
+Status cmd_backup(Context& ctx, const BackupOptions& opts) {
+  const auto t0 = Clock::now();
+  if (opts.devices.empty()) return fail(ErrorCode::kInvalidArgument, "backup: no DEVICE given");
+  BLKVAULT_TRY_ASSIGN(snapshot::SessionOptions session_opts, session_options(ctx, opts));
+  BLKVAULT_TRY(require_repo_path(ctx));
+  BLKVAULT_TRY_ASSIGN(auto module, open_module_for_snapshots(ctx));
+  BLKVAULT_TRY_ASSIGN(auto repository, open_repository(ctx, /*write=*/true));
+
+  std::vector<DeviceStart> starts;
+  for (const auto& device : opts.devices) {
+    BLKVAULT_TRY_ASSIGN(DeviceStart start, device_start(*repository, device));
+    starts.push_back(std::move(start));
+  }
+
+  auto session_r = snapshot::Session::open(*module, opts.devices, session_opts, ctx.out, &ctx.cancel);
+  if (!session_r) {
+    if (ctx.cancel.cancelled()) return fail(cancelled_error(ctx.cancel));
+    return fail(std::move(session_r).error().wrap("taking the snapshot"));
+  }
+  snapshot::Session& session = **session_r;
+  // From here on every return path releases the snapshot: explicitly below, or
+  // by the Session destructor as the backstop.
+
+  // Ends the run without committing: the generation is recorded as failed and
+  // the snapshot released; the error returned says why.
+  std::unique_ptr<repo::GenerationWriter> gen;
+  auto give_up = [&](Error why) -> Status {
+    if (ctx.cancel.cancelled()) why = cancelled_error(ctx.cancel);
+    if (gen) gen->abort(why);
+    if (Status st = session.close(); !st) ctx.out.error(st.error().wrap("releasing the snapshot"));
+    return fail(std::move(why));
+  };
+
+  if (Status st = run_after_take_hook(ctx); !st) return give_up(std::move(st).error());
+  auto gen_r = repository->begin_generation(host_name(), BLKVAULT_VERSION);
+  if (!gen_r) return give_up(std::move(gen_r).error().wrap("starting a generation"));
+  gen = std::move(*gen_r);
+
+  const size_t n = session.devices().size();
+  std::vector<DeviceReport> reports(n);
+  std::vector<repo::DeviceWriter*> writers(n, nullptr);
+  {
+    BackupRun run(ctx, opts, *repository, session, *gen);
+    for (size_t i = 0; i < n; ++i) {
+      snapshot::SessionDevice& d = session.devices()[i];
+      Status st = run.device(d, starts[i], reports[i], writers[i]);
+      if (st) continue;
+      Error e = std::move(st).error().wrap("backup of " + d.path);
+      if (e.code() == ErrorCode::kCancelled || ctx.cancel.cancelled() || !opts.partial || !writers[i]) {
+        return give_up(std::move(e));
+      }
+      writers[i]->fail(e);
+      reports[i].error = e.message();
+    }
+  }
+
+  if (Status st = session.close(); !st) return give_up(std::move(st).error().wrap("releasing the snapshot"));
+  // A corruption reported after a device's reads still spoils what was read.
+  for (size_t i = 0; i < n; ++i) {
+    auto broken = session.device_failure(session.devices()[i].dev);
+    if (!broken || !reports[i].error.empty()) continue;
+    Error e = std::move(*broken).wrap("backup of " + reports[i].name);
+    if (!opts.partial) return give_up(std::move(e));
+    writers[i]->fail(e);
+    reports[i].error = e.message();
+  }
+  if (std::all_of(reports.begin(), reports.end(), [](const DeviceReport& r) { return !r.error.empty(); })) {
+    return give_up(Error(ErrorCode::kIo, "backup: every device failed; nothing was committed"));
+  }
+  if (ctx.cancel.cancelled()) return give_up(cancelled_error(ctx.cancel));
+
+  auto info = gen->commit(opts.partial);
+  if (!info) return fail(std::move(info).error().wrap(fmt::format("committing generation {}", gen->id())));
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  print_backup_report(ctx.out, *info, reports, seconds);
+  // A partial generation is kept, but the run did not do all it was asked: one
+  // line naming what failed, exit status 1.
+  std::string failed;
+  for (const auto& r : reports) {
+    if (!r.error.empty()) failed += (failed.empty() ? "" : "; ") + r.error;
+  }
+  if (!failed.empty()) {
+    return fail(ErrorCode::kIo, fmt::format("generation {} committed as partial: {}", info->id, failed));
+  }
+  return {};
+}
+
+}  // namespace blkvault::app

@@ -1,0 +1,113 @@
+// `blkvault restore`: one device as of one generation, byte-identical, to a new
+// sparse file or onto an existing file or block device (app/restore_target.h).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "app/commands.h"
+#include "app/repo_access.h"
+#include "app/restore_target.h"
+#include "repo/repository.h"
+
+namespace blkvault::app {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Lets the repository write into a RestoreTarget. Thread-safe as the target is.
+class TargetSink final : public repo::RestoreSink {
+ public:
+  explicit TargetSink(RestoreTarget& target) : target_(target) {}
+  Status write_at(uint64_t offset, std::span<const uint8_t> data) override { return target_.write_at(offset, data); }
+  Status zero(uint64_t offset, uint64_t length) override { return target_.zero(offset, length); }
+
+ private:
+  RestoreTarget& target_;
+};
+
+std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& i : items) s += (s.empty() ? "" : ", ") + i;
+  return s;
+}
+
+// "latest" or an id -> a committed generation, or a message listing what exists.
+Result<repo::GenerationId> resolve_generation(repo::Repository& repository, const std::string& spec) {
+  auto id = repository.resolve(spec);
+  if (id) return *id;
+  Error e = std::move(id).error();
+  if (e.code() != ErrorCode::kNotFound) return fail(std::move(e));
+  BLKVAULT_TRY_ASSIGN(auto all, repository.generations());
+  std::vector<std::string> ids;
+  for (const auto& g : all) {
+    if (g.state == repo::GenerationState::kComplete || g.state == repo::GenerationState::kPartial) {
+      ids.push_back(std::to_string(g.id));
+    }
+  }
+  if (ids.empty()) return fail(ErrorCode::kNotFound, "the repository has no backup yet");
+  return fail(ErrorCode::kNotFound, fmt::format("{} (the repository has: {})", e.message(), join(ids)));
+}
+
+Result<repo::DeviceImage> find_image(repo::Repository& repository, repo::GenerationId id, const std::string& device) {
+  auto image = repository.device_image(id, device);
+  if (image) return std::move(*image);
+  Error e = std::move(image).error();
+  if (e.code() != ErrorCode::kNotFound) return fail(std::move(e));  // e.g. "device X failed in generation N"
+  BLKVAULT_TRY_ASSIGN(repo::GenerationInfo info, repository.generation(id));
+  std::vector<std::string> names;
+  for (const auto& d : info.devices) names.push_back(d.name + (d.complete ? "" : " (failed)"));
+  return fail(ErrorCode::kNotFound, fmt::format("generation {} has no device {} (it has: {})", id, device, join(names)));
+}
+
+}  // namespace
+
+Status cmd_restore(Context& ctx, const RestoreOptions& opts) {
+  const auto t0 = Clock::now();
+  if (opts.device.empty()) return fail(ErrorCode::kInvalidArgument, "restore: --device NAME is required");
+  if (opts.to.empty()) return fail(ErrorCode::kInvalidArgument, "restore: --to PATH is required");
+  BLKVAULT_TRY_ASSIGN(auto repository, open_repository(ctx, /*write=*/false));
+  BLKVAULT_TRY_ASSIGN(repo::GenerationId id, resolve_generation(*repository, opts.generation));
+  BLKVAULT_TRY_ASSIGN(repo::DeviceImage image, find_image(*repository, id, opts.device));
+  std::error_code ec;
+  const bool existed = std::filesystem::symlink_status(opts.to, ec).type() != std::filesystem::file_type::not_found;
+  BLKVAULT_TRY_ASSIGN(RestoreTarget target, RestoreTarget::open(opts.to, image.size_bytes, opts.force));
+
+  TargetSink sink(target);
+  const int task = ctx.out.progress_begin(fmt::format("{} -> {}", opts.device, opts.to), image.size_bytes);
+  std::atomic<uint64_t> done{0};
+  const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 16);
+  auto stats = repository->restore(image, sink, threads, &ctx.cancel,
+                                   [&](uint64_t bytes) { ctx.out.progress_update(task, done += bytes); });
+  ctx.out.progress_end(task);
+  if (!stats) {
+    Error e = std::move(stats).error();
+    if (e.code() == ErrorCode::kCancelled || ctx.cancel.cancelled()) {
+      return fail(ErrorCode::kCancelled, fmt::format("restore to {} interrupted: {}", opts.to,
+                                                     existed ? "it now holds a partial image"
+                                                             : "the partial file was removed"));
+    }
+    return fail(std::move(e).wrap(fmt::format("restoring {} of generation {} to {}", opts.device, id, opts.to)));
+  }
+  BLKVAULT_TRY(target.commit());
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  ctx.out.result(fmt::format("restored {} as of generation {} to {}: {} ({} of data, {} of zeros) in {} ({})",
+                             opts.device, id, opts.to, format_bytes(image.size_bytes),
+                             format_bytes(stats->bytes_written), format_bytes(stats->bytes_zero),
+                             format_duration(seconds),
+                             format_rate(seconds > 0 ? static_cast<double>(image.size_bytes) / seconds : 0)));
+  ctx.out.result_json({{"generation", id},
+                       {"device", opts.device},
+                       {"to", opts.to},
+                       {"size_bytes", image.size_bytes},
+                       {"written_bytes", stats->bytes_written},
+                       {"zero_bytes", stats->bytes_zero},
+                       {"duration_s", seconds}});
+  return {};
+}
+
+}  // namespace blkvault::app

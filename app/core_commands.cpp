@@ -1,0 +1,51 @@
+#include "app/core_commands.h"
+
+namespace blkvault::app {
+
+void CoreCommands::add_to(CLI::App& cli) {
+  init_ = cli.add_subcommand("init", "Create a new, empty repository at --repo");
+  init_->add_option("--chunk-size", init_opts_.chunk_size, "Chunk size, a power of two from 64K to 16M");
+  init_->add_option("--compression-level,--compression", init_opts_.compression_level, "zstd level, 1 to 19");
+  init_->add_option("--pack-size", init_opts_.pack_size, "Size at which a pack file is finished");
+
+  backup_ = cli.add_subcommand("backup", "Snapshot DEVICEs together and store what changed as a new generation");
+  backup_->add_option("devices", backup_opts_.devices, "Block devices (or image files with --module sim:DIR)")
+      ->required();
+  backup_->add_flag("--full", backup_opts_.full, "Read every block, whatever the change tracking says");
+  backup_->add_flag("--partial", backup_opts_.partial,
+                    "Commit the devices that succeeded when others fail (the generation is marked partial)");
+  backup_->add_option("--diff-storage", backup_opts_.diff_storage_dir,
+                      "Directory for the snapshot's difference storage (default <state-dir>/diff); not on a device "
+                      "being backed up");
+  backup_->add_option("--diff-storage-size", backup_opts_.diff_storage_size, "Initial difference storage");
+  backup_->add_option("--diff-storage-limit", backup_opts_.diff_storage_limit,
+                      "Most difference storage the snapshot may grow to");
+
+  restore_ = cli.add_subcommand("restore", "Write a device's image as of a generation to a file or block device");
+  restore_->add_option("--generation,-g", restore_opts_.generation, "Generation id, or 'latest'");
+  restore_->add_option("--device,-d", restore_opts_.device, "The device, as named at backup (see 'blkvault list')")
+      ->required();
+  restore_->add_option("--to,-t", restore_opts_.to, "New file, or an existing file or block device")->required();
+  restore_->add_flag("--force", restore_opts_.force, "Overwrite a target that is not empty");
+
+  demo_ = cli.add_subcommand("demo", "Run the main job end to end on the simulated module and check the result");
+  demo_->add_option("--dir", demo_opts_.dir, "Work directory (must be empty; default: a new temporary directory)");
+  demo_->add_option("--size", demo_opts_.size, "Size of the demo device (at least 32M)");
+  demo_->add_flag("--keep", demo_opts_.keep, "Keep the work directory afterwards");
+}
+
+bool CoreCommands::parsed() const {
+  for (const CLI::App* c : {init_, backup_, restore_, demo_}) {
+    if (c && c->parsed()) return true;
+  }
+  return false;
+}
+
+Status CoreCommands::run(Context& ctx, const std::string& self_exe) {
+  if (init_->parsed()) return cmd_init(ctx, init_opts_);
+  if (backup_->parsed()) return cmd_backup(ctx, backup_opts_);
+  if (restore_->parsed()) return cmd_restore(ctx, restore_opts_);
+  return cmd_demo(ctx, demo_opts_, self_exe);
+}
+
+}  // namespace blkvault::app

@@ -1,0 +1,22 @@
+#include "app/repo_access.h"
+
+namespace blkvault::app {
+
+Status require_repo_path(const Context& ctx) {
+  if (ctx.repo.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "no repository given: use --repo PATH or set BLKVAULT_REPO");
+  }
+  return {};
+}
+
+Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write) {
+  BLKVAULT_TRY(require_repo_path(ctx));
+  repo::OpenOptions options;
+  options.write = write;
+  options.lock_wait_s = ctx.lock_wait_s;
+  options.log = &ctx.out;
+  // The repository's errors already name its path and say what to do.
+  return repo::Repository::open(ctx.repo, options);
+}
+
+}  // namespace blkvault::app

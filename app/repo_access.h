@@ -1,0 +1,21 @@
+// app/repo_access.h — how commands reach the repository: the --repo check and
+// Repository::open with the context's lock wait and logger.
+// Thread-safety: stateless.
+#pragma once
+
+#include <memory>
+
+#include "app/commands.h"
+#include "repo/repository.h"
+
+namespace blkvault::app {
+
+// kInvalidArgument "no repository given: use --repo PATH or set BLKVAULT_REPO"
+// when ctx.repo is empty.
+Status require_repo_path(const Context& ctx);
+
+// Opens ctx.repo (for writing: takes the writer lock, waiting ctx.lock_wait_s).
+// Errors are the repository's (kNotFound, kLocked, kUnsupported, ...), which name the path.
+Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write);
+
+}  // namespace blkvault::app
