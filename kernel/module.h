@@ -107,7 +107,8 @@ class Module {
   // kNotFound when the path does not exist, kInvalidArgument when it is neither
   // a block device nor (for the simulation) a regular file.
   virtual Result<DevId> device_id(const std::string& path) = 0;
-  // The path of a device the module knows (inverse of device_id), for messages.
+  // The path of a device the module knows (inverse of device_id), for messages;
+  // "MAJ:MIN" when it cannot name the device.
   virtual Result<std::string> device_path(DevId dev) = 0;
 
   // TRACKER_COLLECT with the size probe, looping while the count races.

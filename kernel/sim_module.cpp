@@ -64,8 +64,9 @@ Result<DevId> SimModule::register_path(State& state, const std::string& path, bo
     return dev;
   }
   if (!S_ISREG(st.st_mode)) {
+    // Worded like IoctlModule::device_id ("resolving device X: not a block device").
     return fail(ErrorCode::kInvalidArgument,
-                path + (allow_block ? " is neither a block device nor a regular file" : " is not a regular file"));
+                "resolving device " + path + (allow_block ? ": not a block device or regular file" : ": not a regular file"));
   }
   if (const sim::RegistryEntry* e = state.find_registered(canonical)) return e->dev;
   DevId dev{sim::kFileMajor, state.next_file_minor++};
@@ -83,7 +84,7 @@ Result<std::string> SimModule::device_path(DevId dev) {
   return store_->read<std::string>([&](const State& s) -> Result<std::string> {
     if (dev.major == sim::kImageMajor) return "sim:" + store_->dir() + "/veeamblksnapimg" + std::to_string(dev.minor);
     if (const sim::RegistryEntry* e = s.find_registered(dev)) return e->path;
-    return fail(ErrorCode::kNotFound, "device " + to_string(dev) + " is not known to sim:" + store_->dir(), ENODEV);
+    return to_string(dev);  // as IoctlModule does when sysfs cannot name it
   });
 }
 

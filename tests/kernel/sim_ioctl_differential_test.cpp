@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -364,6 +365,38 @@ TEST(SimIoctlDifferential, SimulationAndIoctlPathAgreeOnEveryStep) {
       "240:1 block 65536 capacity 524288 count 8 generation <id 3> snap 2");
   has("remove a again: error not_found errno 61 \"TRACKER_REMOVE of device 240:0: No data available\"");
   has("take empty: error module errno 19 \"SNAPSHOT_TAKE of snapshot <id 9>: No such device\"");
+}
+
+}  // namespace
+}  // namespace blkvault::kernel
+
+namespace blkvault::kernel {
+namespace {
+
+// Outside the ioctls, the two implementations word device problems alike.
+TEST(SimIoctlDifferential, DeviceResolutionErrorsReadTheSame) {
+  World direct(false);
+  World through(true);
+  for (World* w : {&direct, &through}) {
+    SCOPED_TRACE(w == &direct ? "simulation" : "ioctl path");
+    const std::string missing = "/nonexistent-blkvault-device";
+    auto gone = w->module->device_id(missing);
+    ASSERT_FALSE(gone);
+    EXPECT_EQ(gone.error().code(), ErrorCode::kNotFound);
+    EXPECT_EQ(gone.error().sys_errno(), ENOENT);
+    EXPECT_EQ(gone.error().message(), "resolving device " + missing + ": No such file or directory");
+
+    auto dir = w->module->device_id(w->dir.path());
+    ASSERT_FALSE(dir);
+    EXPECT_EQ(dir.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(dir.error().message().rfind("resolving device " + w->dir.path() + ": not a block device", 0), 0u)
+        << dir.error().message();
+
+    // A device neither knows is named by its number in messages.
+    auto unknown = w->module->device_path(DevId{240, 77});
+    ASSERT_TRUE(unknown) << unknown.error().message();
+    EXPECT_EQ(*unknown, "240:77");
+  }
 }
 
 }  // namespace
