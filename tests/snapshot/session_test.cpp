@@ -8,11 +8,15 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <thread>
 #include <vector>
 
+#include "kernel/loop_device_support.h"
 #include "kernel/sim_module.h"
 
 namespace blkvault::snapshot {
@@ -190,6 +194,144 @@ TEST_F(SessionTest, OverflowMarksTheDeviceFailed) {
   EXPECT_EQ(failure->sys_errno(), ENOSPC);
   std::vector<uint8_t> buf(4096);
   EXPECT_FALSE(dev.reader->read_at(0, buf));
+}
+
+// Keeps every message, for tests that check what the session reported.
+class RecordingLogger final : public Logger {
+ public:
+  void log(LogLevel level, std::string_view message) override {
+    std::lock_guard lock(mutex_);
+    if (level >= LogLevel::kWarning) messages_.emplace_back(message);
+  }
+  std::vector<std::string> messages() const {
+    std::lock_guard lock(mutex_);
+    return messages_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> messages_;
+};
+
+// Polls `done` for up to 5 s.
+template <class F>
+bool eventually(F&& done) {
+  for (int i = 0; i < 1000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return done();
+}
+
+uint64_t diff_dir_bytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (const auto& e : fs::directory_iterator(dir)) total += fs::file_size(e.path());
+  return total;
+}
+
+// With diff_storage_minimum = 1 MiB the module asks for 1 MiB more each time only
+// 512 KiB of unfilled requested space is left (SEMANTICS.md §4); copy-on-write uses
+// 256 KiB chunks. A 3 MiB limit allows the first file and two answers; the third
+// request is refused, and the snapshot overflows once the 3 MiB are used.
+TEST_F(SessionTest, DiffStorageGrowsOnEachLowSpaceEventButNeverPastTheLimit) {
+  options_.limit_bytes = 3 << 20;
+  RecordingLogger log;
+  auto s = Session::open(*sim_, {disk_}, options_, log, nullptr);
+  ASSERT_TRUE(s) << s.error().message();
+  auto& dev = (*s)->devices()[0];
+  EXPECT_EQ((*s)->storage_bytes(), 1u << 20);
+  std::vector<uint8_t> at_take(4 << 20);
+  ASSERT_TRUE(dev.reader->read_at(0, at_take));
+
+  const std::vector<uint8_t> patch(512, 0xC3);
+  auto write_chunks = [&](int first, int last) {  // one sector in each 256 KiB chunk
+    for (int c = first; c <= last; ++c) ASSERT_TRUE(sim_->write(disk_, uint64_t(c) << 18, patch));
+  };
+  auto snapshot_view = [&]() { return sim_->inspect().value().snapshots.at(0); };
+
+  // In sectors: each chunk fills 512; an event comes when requested - filled <= 1024.
+  write_chunks(0, 1);  // filled 1024 of 2048 requested: event 1 (requested 4096)
+  ASSERT_TRUE(eventually([&] { return (*s)->storage_bytes() == 2u << 20; })) << (*s)->storage_bytes();
+  write_chunks(2, 5);  // filled 3072 of 4096: event 2 (requested 6144)
+  ASSERT_TRUE(eventually([&] { return (*s)->storage_bytes() == 3u << 20; })) << (*s)->storage_bytes();
+  write_chunks(6, 9);  // filled 5120 of 6144: event 3, refused (4 MiB > the limit)
+  ASSERT_TRUE(eventually([&] { return snapshot_view().pending_events == 0 && !log.messages().empty(); }));
+  EXPECT_EQ((*s)->storage_bytes(), 3u << 20);
+  EXPECT_EQ(log.messages(),
+            std::vector<std::string>{"difference storage would exceed its limit of 3145728 bytes; not growing it (the "
+                                     "snapshot may overflow if writes continue)"});
+  auto v = snapshot_view();
+  EXPECT_EQ(v.capacity_sectors, 6144u);
+  EXPECT_EQ(v.requested_sectors, 4u * 2048);
+  EXPECT_EQ(v.filled_sectors, 10u * 512);
+  EXPECT_FALSE(v.overflow);
+  EXPECT_EQ(storage_files(), 3u);
+  EXPECT_LE(diff_dir_bytes(options_.diff_storage_dir), options_.limit_bytes);
+  EXPECT_FALSE((*s)->device_failure(dev.dev));
+  std::vector<uint8_t> image(4 << 20);
+  ASSERT_TRUE(dev.reader->read_at(0, image));
+  EXPECT_TRUE(image == at_take) << "ten chunks copied on write, the image still shows take time";
+
+  write_chunks(10, 12);  // chunks 10 and 11 fill the 3 MiB; chunk 12 overflows
+  ASSERT_TRUE(eventually([&] { return (*s)->device_failure(dev.dev).has_value(); }));
+  EXPECT_EQ((*s)->device_failure(dev.dev)->sys_errno(), ENOSPC);
+  EXPECT_TRUE(snapshot_view().overflow);
+  EXPECT_EQ((*s)->storage_bytes(), 3u << 20);
+  EXPECT_LE(diff_dir_bytes(options_.diff_storage_dir), options_.limit_bytes);
+  ASSERT_TRUE((*s)->close());
+  EXPECT_EQ(storage_files(), 0u);
+}
+
+// The same session on a real block device: a loop device over the image.
+TEST_F(SessionTest, LoopDeviceSessionKeepsTakeTimeDataAndItsChangesShowInTheNextMap) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to set up a loop device";
+  kernel::LoopDevice loop;
+  const std::string node = dir_ + "/loopdev";
+  std::string why = loop.attach(disk_, node);
+  if (!why.empty()) GTEST_SKIP() << "no loop device: " << why;
+  struct stat st {};
+  ASSERT_EQ(::stat(node.c_str(), &st), 0);
+  ASSERT_TRUE(S_ISBLK(st.st_mode));
+
+  std::vector<uint8_t> at_take(4 << 20);
+  {
+    auto s = Session::open(*sim_, {node}, options_, log_, nullptr);
+    ASSERT_TRUE(s) << s.error().message();
+    auto& dev = (*s)->devices()[0];
+    EXPECT_EQ(dev.dev, (kernel::DevId{::major(st.st_rdev), ::minor(st.st_rdev)}));
+    EXPECT_EQ(dev.reader->size_bytes(), 4u << 20);
+    EXPECT_EQ(dev.cbt.snap_number, 1);
+    ASSERT_TRUE(dev.reader->read_at(0, at_take));
+    // A write through the simulated filter, to the block device.
+    ASSERT_TRUE(sim_->write(node, 5 * 65536 + 512, std::vector<uint8_t>(4096, 0x11)));
+    std::vector<uint8_t> image(4 << 20);
+    ASSERT_TRUE(dev.reader->read_at(0, image));
+    EXPECT_TRUE(image == at_take);
+    ASSERT_TRUE((*s)->close());
+  }
+  EXPECT_TRUE(sim_->snapshots()->empty());
+  EXPECT_EQ(storage_files(), 0u);
+
+  // A write behind the simulation's back, straight to the loop device.
+  {
+    int fd = ::open(node.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    std::vector<uint8_t> junk(512, 0x22);
+    ASSERT_EQ(::pwrite(fd, junk.data(), junk.size(), 60 * 65536), 512);
+    ASSERT_EQ(::fsync(fd), 0);
+    ::close(fd);
+  }
+  auto s = Session::open(*sim_, {node}, options_, log_, nullptr);
+  ASSERT_TRUE(s) << s.error().message();
+  auto& dev = (*s)->devices()[0];
+  EXPECT_EQ(dev.cbt.snap_number, 2);
+  auto map = (*s)->read_cbt_map(dev);
+  ASSERT_TRUE(map) << map.error().message();
+  std::vector<uint32_t> changed;
+  for (uint32_t b = 0; b < map->size(); ++b)
+    if ((*map)[b] > 1) changed.push_back(b);
+  EXPECT_EQ(changed, (std::vector<uint32_t>{5, 60}));
+  ASSERT_TRUE((*s)->close());
 }
 
 }  // namespace
