@@ -53,6 +53,12 @@ std::vector<uint8_t> read_device(const std::string& path, uint64_t offset, size_
   return out;
 }
 
+// The errno of a failed call, 0 on success.
+template <class R>
+int err_of(const R& r) {
+  return r ? 0 : r.error().sys_errno();
+}
+
 const CbtInfo* find_info(const std::vector<CbtInfo>& infos, DevId dev) {
   auto it = std::find_if(infos.begin(), infos.end(), [&](const CbtInfo& i) { return i.dev == dev; });
   return it == infos.end() ? nullptr : &*it;
@@ -85,12 +91,48 @@ TEST(RealModule, FullLifecycleMatchesTheDocumentedSemantics) {
   EXPECT_EQ(untracked.error().sys_errno(), ENODATA);
   EXPECT_EQ(untracked.error().code(), ErrorCode::kNotFound);
 
+  auto untracked_mark = m.mark_dirty(dev, std::vector<SectorRange>{{0, 8}});
+  ASSERT_FALSE(untracked_mark);
+  EXPECT_EQ(untracked_mark.error().sys_errno(), ENODEV);
+  EXPECT_EQ(untracked_mark.error().message(),
+            "TRACKER_MARK_DIRTY_BLOCKS of device " + to_string(dev) + ": No such device");
+
+  // Unknown snapshot ids: ENODEV for destroy, ESRCH for the others (SEMANTICS.md §6.3).
+  const Uuid unknown{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  EXPECT_EQ(err_of(m.take_snapshot(unknown)), ESRCH);
+  EXPECT_EQ(err_of(m.destroy_snapshot(unknown)), ENODEV);
+  EXPECT_EQ(err_of(m.append_storage(unknown, *storage_r, std::vector<SectorRange>{{0, 8}})), ESRCH);
+  EXPECT_EQ(err_of(m.snapshot_images(unknown)), ESRCH);
+  auto wait_unknown = m.wait_event(unknown, 0);
+  ASSERT_FALSE(wait_unknown);
+  EXPECT_EQ(wait_unknown.error().sys_errno(), ESRCH);
+  EXPECT_EQ(wait_unknown.error().message(), "SNAPSHOT_WAIT_EVENT of " + snapshot_subject(unknown) + ": No such process");
+  auto twice_listed = m.create_snapshot(std::vector<DevId>{dev, dev});
+  ASSERT_FALSE(twice_listed);
+  EXPECT_EQ(twice_listed.error().sys_errno(), EINVAL);
+
   // ---- snapshot 1: storage on a raw device ----
   std::vector<DevId> devices{dev};
   auto id_r = m.create_snapshot(devices);
   ASSERT_OK(id_r);
   const Uuid id = *id_r;
   EXPECT_EQ(m.snapshots().value(), std::vector<Uuid>{id});
+  auto busy_create = m.create_snapshot(devices);
+  ASSERT_FALSE(busy_create);
+  EXPECT_EQ(busy_create.error().sys_errno(), EALREADY);
+  EXPECT_EQ(busy_create.error().code(), ErrorCode::kBusy);
+
+  // A new tracker before its first take: snap 0 (as the simulation reports it).
+  auto created_infos = m.tracked_devices();
+  ASSERT_OK(created_infos);
+  const CbtInfo* created = find_info(*created_infos, dev);
+  ASSERT_NE(created, nullptr);
+  EXPECT_EQ(created->snap_number, 0);
+  // Not taken is checked before the offset: EPERM, not EINVAL, at the map's end
+  // (what tests/kernel/decoding_transport_support.cpp plays).
+  auto end_not_taken = m.read_cbt_map(dev, created->block_count, one);
+  ASSERT_FALSE(end_not_taken);
+  EXPECT_EQ(end_not_taken.error().sys_errno(), EPERM);
 
   auto ev = m.wait_event(id, 100);
   ASSERT_OK(ev);
@@ -172,6 +214,19 @@ TEST(RealModule, FullLifecycleMatchesTheDocumentedSemantics) {
   EXPECT_EQ(map[8], 1);
   std::vector<uint8_t> tail(std::min<uint32_t>(10, blocks));
   ASSERT_OK(m.read_cbt_map(dev, blocks - tail.size(), tail));
+  // Past the end: the module returns the bytes it has, IoctlModule reports it.
+  std::vector<uint8_t> over(5);
+  auto short_read = m.read_cbt_map(dev, blocks - 3, over);
+  ASSERT_FALSE(short_read);
+  EXPECT_EQ(short_read.error().message(), "TRACKER_READ_CBT_MAP of device " + to_string(dev) + " at block " +
+                                              std::to_string(blocks - 3) +
+                                              ": returned 3 bytes, expected 5 (did the map shrink?)");
+  // Ranges before the bad one stay marked; the bad one is EINVAL.
+  auto mark_past = m.mark_dirty(dev, std::vector<SectorRange>{{9 * 128, 1}, {uint64_t{blocks} * 128, 1}});
+  ASSERT_FALSE(mark_past);
+  EXPECT_EQ(mark_past.error().sys_errno(), EINVAL);
+  ASSERT_OK(m.read_cbt_map(dev, 0, map));
+  EXPECT_EQ(map[9], 1) << "the range before the bad one was marked";
 
   auto busy = m.remove_tracker(dev);
   ASSERT_FALSE(busy);
@@ -217,7 +272,8 @@ TEST(RealModule, FullLifecycleMatchesTheDocumentedSemantics) {
   ASSERT_OK(m.read_cbt_map(dev, 0, map));
   EXPECT_EQ(map[0], 2) << "written between take 1 and take 2";
   EXPECT_EQ(map[8], 2) << "marked dirty between take 1 and take 2";
-  EXPECT_EQ(std::count(map.begin(), map.end(), 0), static_cast<long>(blocks) - 2);
+  EXPECT_EQ(map[9], 2) << "marked by the failed mark_dirty between take 1 and take 2";
+  EXPECT_EQ(std::count(map.begin(), map.end(), 0), static_cast<long>(blocks) - 3);
 
   auto images2 = m.snapshot_images(id2);
   ASSERT_OK(images2);
