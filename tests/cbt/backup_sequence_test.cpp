@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <random>
 #include <set>
 #include <vector>
@@ -109,6 +111,96 @@ TEST(PlanReadOnTheSimulation, BackupAfterEveryTakeAcrossTheWrapIsFullThreeTimesA
   }
   EXPECT_EQ(full_reads, (std::vector<std::string>{"1: no baseline", "255: CBT generation changed",
                                                   "256: CBT snapshot number did not advance (wrap)"}));
+}
+
+// Writes through the simulation and behind its back (plain pwrite, sometimes of
+// identical bytes): with a chunk of one CBT block, the plan of every incremental
+// backup is exactly the blocks written through the simulation plus the blocks
+// whose content changed — the changed set as cbt/ computes it.
+TEST(PlanReadOnTheSimulation, PlanIsExactlyTheSimulatedWritesPlusTheOutsideContentChanges) {
+  const uint64_t seed = seed_from_env();
+  SCOPED_TRACE("BLKVAULT_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  test::TempDir dir;
+  const std::string disk = dir / "disk.img";
+  std::vector<uint8_t> contents(kCapacity);
+  for (auto& b : contents) b = static_cast<uint8_t>(rng());
+  auto write_outside = [&](uint64_t offset, const std::vector<uint8_t>& bytes) {
+    int fd = ::open(disk.c_str(), O_RDWR | O_CREAT, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)), static_cast<ssize_t>(bytes.size()));
+    ::close(fd);
+  };
+  write_outside(0, contents);
+  auto opened = kernel::SimModule::open(dir / "sim", kernel::SimOptions{.diff_storage_minimum_sectors = 2048});
+  ASSERT_TRUE(opened) << opened.error().message();
+  kernel::SimModule& sim = **opened;
+  const kernel::DevId dev = sim.device_id(disk).value();
+  const std::string storage = dir / "storage";
+
+  std::optional<Baseline> baseline;
+  std::vector<uint8_t> at_backup = contents;
+  for (int round = 0; round < 25; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    std::set<uint64_t> through_sim;
+    for (int w = static_cast<int>(rng() % 5); w > 0; --w) {
+      uint64_t len = 1 + rng() % (2 * kBlock);
+      uint64_t offset = rng() % (kCapacity - len);
+      std::vector<uint8_t> bytes(len);
+      switch (rng() % 3) {
+        case 0:  // through the simulated filter, in whole sectors
+          offset = offset / 512 * 512;
+          bytes.resize((len + 511) / 512 * 512);
+          if (offset + bytes.size() > kCapacity) offset = kCapacity - bytes.size();
+          for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+          ASSERT_TRUE(sim.write(disk, offset, bytes));
+          for (uint64_t b = offset / kBlock; b <= (offset + bytes.size() - 1) / kBlock; ++b) through_sim.insert(b);
+          break;
+        case 1:  // behind its back, the same bytes again: no change
+          bytes.assign(contents.begin() + static_cast<ptrdiff_t>(offset),
+                       contents.begin() + static_cast<ptrdiff_t>(offset + len));
+          write_outside(offset, bytes);
+          break;
+        default:  // behind its back, new bytes
+          for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+          write_outside(offset, bytes);
+          break;
+      }
+      std::copy(bytes.begin(), bytes.end(), contents.begin() + static_cast<ptrdiff_t>(offset));
+    }
+    std::set<uint64_t> want = through_sim;
+    for (uint64_t b = 0; b < kBlocks; ++b) {
+      const auto from = static_cast<ptrdiff_t>(b * kBlock);
+      const auto to = static_cast<ptrdiff_t>(std::min(kCapacity, (b + 1) * kBlock));
+      if (!std::equal(contents.begin() + from, contents.begin() + to, at_backup.begin() + from)) want.insert(b);
+    }
+
+    auto id = sim.create_snapshot(std::vector<kernel::DevId>{dev});
+    ASSERT_TRUE(id) << id.error().message();
+    {
+      int fd = ::open(storage.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+      ASSERT_GE(fd, 0);
+      ASSERT_EQ(::posix_fallocate(fd, 0, 1 << 20), 0);
+      ::close(fd);
+    }
+    auto extents = sim.map_storage_file(storage);
+    ASSERT_TRUE(extents) << extents.error().message();
+    ASSERT_TRUE(sim.append_storage(*id, extents->storage_dev, extents->ranges));
+    ASSERT_TRUE(sim.take_snapshot(*id));
+    const kernel::CbtInfo info = sim.tracked_devices().value().at(0);
+    std::vector<uint8_t> map(info.block_count);
+    ASSERT_TRUE(sim.read_cbt_map(dev, 0, map));
+    Plan plan = plan_read(info, map, baseline, kBlock);
+    if (round == 0) {
+      ASSERT_EQ(std::get<FullRead>(plan).reason, FullReadReason::kNoBaseline);
+    } else {
+      ASSERT_TRUE(std::holds_alternative<ChangedExtents>(plan)) << to_string(std::get<FullRead>(plan).reason);
+      ASSERT_EQ(blocks_of(std::get<ChangedExtents>(plan)), want);
+    }
+    baseline = from_info(info);
+    at_backup = contents;
+    ASSERT_TRUE(sim.destroy_snapshot(*id));
+  }
 }
 
 }  // namespace
