@@ -3,12 +3,15 @@
 #include "snapshot/session.h"
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -332,6 +335,35 @@ TEST_F(SessionTest, LoopDeviceSessionKeepsTakeTimeDataAndItsChangesShowInTheNext
     if ((*map)[b] > 1) changed.push_back(b);
   EXPECT_EQ(changed, (std::vector<uint32_t>{5, 60}));
   ASSERT_TRUE((*s)->close());
+}
+
+// Diff storage written by the module below a filesystem on a device of the same
+// snapshot would copy-on-write into itself: refused before anything is created.
+TEST_F(SessionTest, DiffStorageOnADeviceBeingBackedUpIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to set up and mount a loop device";
+  kernel::LoopDevice loop;
+  const std::string node = dir_ + "/loopdev";
+  std::string why = loop.attach(disk_, node);
+  if (!why.empty()) GTEST_SKIP() << "no loop device: " << why;
+  if (std::system(("mkfs.ext4 -q -F " + node + " >/dev/null 2>&1").c_str()) != 0) GTEST_SKIP() << "mkfs.ext4 failed";
+  const std::string mnt = dir_ + "/mnt";
+  fs::create_directories(mnt);
+  if (::mount(node.c_str(), mnt.c_str(), "ext4", 0, nullptr) != 0) {
+    GTEST_SKIP() << "cannot mount the loop device: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string at;
+    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  options_.diff_storage_dir = mnt + "/diff";
+  auto s = Session::open(*sim_, {node}, options_, log_, nullptr);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(s.error().message(), "difference storage directory " + mnt + "/diff is on " + node +
+                                     ", a device being backed up; choose another filesystem with --diff-storage");
+  EXPECT_TRUE(sim_->snapshots()->empty());
+  EXPECT_TRUE(sim_->tracked_devices()->empty()) << "refused before create: no tracker started";
+  EXPECT_EQ(storage_files(), 0u);
 }
 
 }  // namespace
