@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 
 #include "app/commands.h"
+#include "app/core_commands.h"
+#include "app/inspect_commands.h"
 #include "app/sim_commands.h"
 
 namespace blkvault::app {
@@ -48,7 +50,7 @@ void install_signal_handlers(CancelToken& cancel) {
   signal(SIGPIPE, SIG_IGN);
 }
 
-[[maybe_unused]] std::string self_exe(const char* argv0) {
+std::string self_exe(const char* argv0) {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string(argv0) : p.string();
@@ -79,6 +81,10 @@ int run_cli(int argc, char** argv) {
   cli.add_flag("--json-progress", oopt.json_progress, "Print progress as JSON lines on stderr");
   cli.add_flag("-v,--verbose", oopt.verbose, "Debug messages");
 
+  CoreCommands core_cmds;
+  core_cmds.add_to(cli);
+  InspectCommands inspect_cmds;
+  inspect_cmds.add_to(cli);
   SimCommands sim_cmds;
   sim_cmds.add_to(cli);
 
@@ -105,7 +111,11 @@ int run_cli(int argc, char** argv) {
   }
 
   Status st;
-  if (sim_cmds.parsed()) {
+  if (core_cmds.parsed()) {
+    st = core_cmds.run(ctx, self_exe(argv[0]));
+  } else if (inspect_cmds.parsed()) {
+    st = inspect_cmds.run(ctx);
+  } else if (sim_cmds.parsed()) {
     st = sim_cmds.run(ctx);
   } else {
     out.result(fmt::format("blkvault {}", BLKVAULT_VERSION));

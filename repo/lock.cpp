@@ -51,4 +51,20 @@ Result<RepoLock> RepoLock::acquire(const std::string& repo_dir, double wait_seco
   return RepoLock(std::move(fd));
 }
 
+Result<std::optional<std::string>> RepoLock::holder(const std::string& repo_dir) {
+  const std::string path = repo_dir + "/lock";
+  auto fd = open_file(path, O_RDONLY | O_NOFOLLOW);
+  if (!fd) {
+    if (fd.error().code() == ErrorCode::kNotFound) return std::optional<std::string>();
+    return tl::unexpected(std::move(fd).error());
+  }
+  // A shared lock is refused exactly while a writer holds its exclusive one.
+  if (::flock(fd->get(), LOCK_SH | LOCK_NB) == 0) {
+    ::flock(fd->get(), LOCK_UN);
+    return std::optional<std::string>();
+  }
+  if (errno != EWOULDBLOCK) return fail_errno(fmt::format("checking the lock {}", path));
+  return std::optional<std::string>(holder_description(fd->get()));
+}
+
 }  // namespace blkvault::repo

@@ -10,6 +10,7 @@
 // Thread-safety: a RepoLock is owned by one thread; it is move-only.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "common/error.h"
@@ -22,6 +23,9 @@ class RepoLock {
   // Takes the lock, waiting up to wait_seconds (0: fail at once) for another
   // holder. kLocked when it cannot be had; kIo for other failures.
   static Result<RepoLock> acquire(const std::string& repo_dir, double wait_seconds);
+  // Who holds the lock now ("pid 1234 on host db1 since …"), or nullopt when
+  // it is free. Does not take it.
+  static Result<std::optional<std::string>> holder(const std::string& repo_dir);
 
   RepoLock(RepoLock&&) noexcept = default;
   RepoLock& operator=(RepoLock&&) noexcept = default;

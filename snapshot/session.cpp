@@ -59,6 +59,13 @@ Status ensure_dir(const std::string& dir) {
 
 }  // namespace
 
+Result<std::vector<std::string>> owned_snapshots(const std::string& state_dir) {
+  BLKVAULT_TRY_ASSIGN(auto records, load_records(state_dir));
+  std::vector<std::string> ids;
+  for (const auto& r : records) ids.push_back(r.id);
+  return ids;
+}
+
 Result<int> cleanup_orphans(kernel::Module& module, const std::string& state_dir, Logger& log) {
   BLKVAULT_TRY_ASSIGN(auto records, load_records(state_dir));
   if (records.empty()) return 0;

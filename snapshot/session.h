@@ -96,4 +96,8 @@ class Session {
 // recorded there (another tool's) are never touched. Returns how many were destroyed.
 Result<int> cleanup_orphans(kernel::Module& module, const std::string& state_dir, Logger& log);
 
+// The ids of the snapshots blkvault recorded as its own in `state_dir` (for
+// `blkvault status`: ours vs other tools').
+Result<std::vector<std::string>> owned_snapshots(const std::string& state_dir);
+
 }  // namespace blkvault::snapshot
