@@ -236,8 +236,9 @@ Status Repository::Impl::create_schema() {
   return tx.commit();
 }
 
-Status Repository::Impl::open_index() {
+Status Repository::Impl::open_index(bool* created) {
   const bool existed = fs::exists(index_path());
+  if (created != nullptr) *created = !existed;
   BLKVAULT_TRY_ASSIGN(auto d, sql::Db::open(index_path()));
   db.emplace(std::move(d));
   // FULL: a commit is on disk before blkvault reports the generation done
@@ -513,7 +514,7 @@ Result<DeviceImage> Repository::Impl::device_image_locked(GenerationId generatio
 
 // Brings the index up to date with the manifests: a manifest the index does
 // not know is the work of a writer that died after publishing it.
-Status Repository::Impl::sync_index() {
+Result<std::vector<GenerationId>> Repository::Impl::unindexed_manifests() {
   BLKVAULT_TRY_ASSIGN(auto names, storage->list("manifests/"));
   std::vector<GenerationId> on_disk;
   for (const auto& n : names) {
@@ -532,8 +533,13 @@ Status Repository::Impl::sync_index() {
   for (auto id : on_disk) {
     if (!known.count(id)) missing.push_back(id);
   }
-  if (missing.empty()) return {};
   std::sort(missing.begin(), missing.end());
+  return missing;
+}
+
+Status Repository::Impl::sync_index() {
+  BLKVAULT_TRY_ASSIGN(auto missing, unindexed_manifests());
+  if (missing.empty()) return {};
   logger().info("index: replaying " + std::to_string(missing.size()) + " generation(s) not yet indexed");
 
   // Packs the index does not know: learn their chunks from their trailers.
@@ -634,31 +640,37 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
     BLKVAULT_TRY_ASSIGN(auto lock, RepoLock::acquire(path, options.lock_wait_s));
     impl->lock.emplace(std::move(lock));
   }
-  // Readers sync too when no writer is active (the lock is free); otherwise the
-  // active writer does, and the reader sees the index as it is.
+  // A reader brings the index up to date only when it must (a manifest it
+  // does not know, or no usable index) and no writer is active: taking the
+  // lock for that moment must not make a starting backup fail.
+  std::lock_guard guard(impl->mu);
+  bool created = false;
+  auto opened = impl->open_index(&created);
+  bool rebuild = !opened && opened.error().code() == ErrorCode::kCorrupt;
+  if (!opened && !rebuild) return fail(std::move(opened.error()));
+  bool behind = created;
+  if (opened && !created) {
+    BLKVAULT_TRY_ASSIGN(auto missing, impl->unindexed_manifests());
+    behind = !missing.empty();
+  }
   std::optional<RepoLock> reader_lock;
-  bool may_write = options.write;
-  if (!may_write) {
+  if ((behind || rebuild) && !options.write) {
     auto lock = RepoLock::acquire(path, 0);
     if (lock) {
       reader_lock.emplace(std::move(*lock));
-      may_write = true;
+    } else if (lock.error().code() != ErrorCode::kLocked) {
+      return fail(std::move(lock.error()));
+    } else if (created || rebuild) {
+      return fail(ErrorCode::kLocked,
+                  "the index of " + path + " is " + (created ? "missing" : "damaged (" + opened.error().message() + ")") +
+                      " and another process holds the lock (" + lock.error().message() +
+                      "); it will be rebuilt by the next writer: try again when it finishes");
+    } else {
+      impl->logger().info("the index lags the repository's manifests; the running writer will bring it up to date");
+      behind = false;
     }
   }
-
-  std::lock_guard guard(impl->mu);
-  auto opened = impl->open_index();
-  if (opened) {
-    if (may_write) {
-      opened = impl->sync_index();
-    }
-  }
-  if (!opened) {
-    if (opened.error().code() != ErrorCode::kCorrupt) return fail(std::move(opened.error()));
-    if (!may_write) {
-      return fail(ErrorCode::kLocked, opened.error().message() +
-                                          "; it will be rebuilt by the next writer (another process holds the lock now)");
-    }
+  if (rebuild) {
     impl->logger().warning(opened.error().message() + "; rebuilding the index from packs and manifests");
     impl->db.reset();
     const std::string aside = impl->index_path() + ".damaged-" + std::to_string(now_ms());
@@ -667,8 +679,9 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
     fs::remove(impl->index_path() + "-wal", ec);
     fs::remove(impl->index_path() + "-shm", ec);
     BLKVAULT_TRY(impl->open_index());
-    BLKVAULT_TRY(impl->sync_index());
+    behind = true;
   }
+  if (behind) BLKVAULT_TRY(impl->sync_index());
   if (options.write) {
     // A run that was in progress when its process died.
     BLKVAULT_TRY_ASSIGN(auto st2, impl->db->prepare(

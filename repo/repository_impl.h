@@ -37,8 +37,11 @@ struct Repository::Impl {
   std::string index_path() const { return path + "/index.sqlite"; }
 
   // --- index (repository.cpp); REQUIRES: mu held ---
-  Status open_index();
+  // Opens (creating when missing) the index; `*created` says it was new.
+  Status open_index(bool* created = nullptr);
   Status create_schema();
+  // The committed generations whose manifests the index does not know yet.
+  Result<std::vector<GenerationId>> unindexed_manifests();
   // Replays manifests and pack trailers the index does not know yet.
   Status sync_index();
   Result<int64_t> device_rowid(const std::string& name, bool create);

@@ -575,6 +575,41 @@ TEST_F(RepositoryTest, ASecondWriterIsRefusedWhileReadersProceed) {
   EXPECT_TRUE(gens->empty());
 }
 
+TEST_F(RepositoryTest, AReaderNeverTakesTheLockUnlessTheIndexNeedsIt) {
+  init();
+  SimDevice d{"d", std::vector<uint8_t>(2 * kChunk, 7)};
+  {
+    auto w = open(true);
+    ASSERT_TRUE(backup(*w, {&d}, true));
+  }
+  // A writer holds the lock: an up-to-date index is read without it...
+  auto writer = open(true);
+  auto reader = open(false);
+  ASSERT_TRUE(reader);
+  EXPECT_EQ(reader->generations()->size(), 1u);
+  reader.reset();
+  // ...and a reader that opened meanwhile did not make a writer fail.
+  writer.reset();
+  {
+    auto r = open(false);
+    OpenOptions o;
+    o.write = true;
+    auto w = Repository::open(repo_path(), o);
+    ASSERT_TRUE(w) << w.error().message();
+  }
+  // A missing index with the lock held elsewhere: say so, do not show an empty repository.
+  writer = open(true);
+  for (const char* s : {"", "-wal", "-shm"}) fs::remove(repo_path() + "/index.sqlite" + s);
+  auto missing = Repository::open(repo_path(), OpenOptions{});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::kLocked);
+  EXPECT_EQ(missing.error().message().rfind("the index of " + repo_path() + " is missing and another process holds the lock (repository " +
+                                                repo_path() + " is locked by pid ",
+                                            0),
+            0u)
+      << missing.error().message();
+}
+
 TEST_F(RepositoryTest, ResolveRejectsMalformedAndUnknownIds) {
   init();
   auto repo = open(false);
