@@ -207,6 +207,58 @@ Status run_after_take_hook(const Context& ctx) {
   return {};
 }
 
+// Reads and stores every device, then releases the snapshot. Returns an error
+// when the run must end without a commit (a failure without --partial, every
+// device failed, cancellation, the snapshot not released); with --partial a
+// failed device is marked in the generation and in its report instead.
+Status back_up_devices(Context& ctx, const BackupOptions& opts, repo::Repository& repository,
+                       snapshot::Session& session, repo::GenerationWriter& gen, const std::vector<DeviceStart>& starts,
+                       std::vector<DeviceReport>& reports) {
+  const size_t n = session.devices().size();
+  reports.assign(n, DeviceReport{});
+  std::vector<repo::DeviceWriter*> writers(n, nullptr);
+  auto device_failed = [&](size_t i, Error e) -> Status {
+    if (e.code() == ErrorCode::kCancelled || ctx.cancel.cancelled() || !opts.partial || !writers[i]) {
+      return fail(std::move(e));
+    }
+    writers[i]->fail(e);
+    reports[i].error = e.message();
+    return {};
+  };
+  {
+    BackupRun run(ctx, opts, repository, session, gen);
+    for (size_t i = 0; i < n; ++i) {
+      snapshot::SessionDevice& d = session.devices()[i];
+      if (Status st = run.device(d, starts[i], reports[i], writers[i]); !st) {
+        BLKVAULT_TRY(device_failed(i, std::move(st).error().wrap("backup of " + d.path)));
+      }
+    }
+  }
+  if (Status st = session.close(); !st) return fail(std::move(st).error().wrap("releasing the snapshot"));
+  // A corruption reported after a device's reads still spoils what was read.
+  for (size_t i = 0; i < n; ++i) {
+    auto broken = session.device_failure(session.devices()[i].dev);
+    if (broken && reports[i].error.empty()) {
+      BLKVAULT_TRY(device_failed(i, std::move(*broken).wrap("backup of " + reports[i].name)));
+    }
+  }
+  if (std::all_of(reports.begin(), reports.end(), [](const DeviceReport& r) { return !r.error.empty(); })) {
+    return fail(ErrorCode::kIo, "backup: every device failed; nothing was committed");
+  }
+  return {};
+}
+
+// A partial generation is kept, but the run did not do all it was asked: one
+// line naming what failed, exit status 1.
+Status partial_failure(const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports) {
+  std::string failed;
+  for (const auto& r : reports) {
+    if (!r.error.empty()) failed += (failed.empty() ? "" : "; ") + r.error;
+  }
+  if (failed.empty()) return {};
+  return fail(ErrorCode::kIo, fmt::format("generation {} committed as partial: {}", info.id, failed));
+}
+
 }  // namespace
 
 Status cmd_backup(Context& ctx, const BackupOptions& opts) {
@@ -238,7 +290,10 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   auto give_up = [&](Error why) -> Status {
     if (ctx.cancel.cancelled()) why = cancelled_error(ctx.cancel);
     if (gen) gen->abort(why);
-    if (Status st = session.close(); !st) ctx.out.error(st.error().wrap("releasing the snapshot"));
+    if (Status st = session.close(); !st) {  // still one line: both causes in it
+      why = Error(why.code(), why.message() + "; releasing the snapshot also failed: " + st.error().message(),
+                  why.sys_errno());
+    }
     return fail(std::move(why));
   };
 
@@ -247,36 +302,9 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   if (!gen_r) return give_up(std::move(gen_r).error().wrap("starting a generation"));
   gen = std::move(*gen_r);
 
-  const size_t n = session.devices().size();
-  std::vector<DeviceReport> reports(n);
-  std::vector<repo::DeviceWriter*> writers(n, nullptr);
-  {
-    BackupRun run(ctx, opts, *repository, session, *gen);
-    for (size_t i = 0; i < n; ++i) {
-      snapshot::SessionDevice& d = session.devices()[i];
-      Status st = run.device(d, starts[i], reports[i], writers[i]);
-      if (st) continue;
-      Error e = std::move(st).error().wrap("backup of " + d.path);
-      if (e.code() == ErrorCode::kCancelled || ctx.cancel.cancelled() || !opts.partial || !writers[i]) {
-        return give_up(std::move(e));
-      }
-      writers[i]->fail(e);
-      reports[i].error = e.message();
-    }
-  }
-
-  if (Status st = session.close(); !st) return give_up(std::move(st).error().wrap("releasing the snapshot"));
-  // A corruption reported after a device's reads still spoils what was read.
-  for (size_t i = 0; i < n; ++i) {
-    auto broken = session.device_failure(session.devices()[i].dev);
-    if (!broken || !reports[i].error.empty()) continue;
-    Error e = std::move(*broken).wrap("backup of " + reports[i].name);
-    if (!opts.partial) return give_up(std::move(e));
-    writers[i]->fail(e);
-    reports[i].error = e.message();
-  }
-  if (std::all_of(reports.begin(), reports.end(), [](const DeviceReport& r) { return !r.error.empty(); })) {
-    return give_up(Error(ErrorCode::kIo, "backup: every device failed; nothing was committed"));
+  std::vector<DeviceReport> reports;
+  if (Status st = back_up_devices(ctx, opts, *repository, session, *gen, starts, reports); !st) {
+    return give_up(std::move(st).error());
   }
   if (ctx.cancel.cancelled()) return give_up(cancelled_error(ctx.cancel));
 
@@ -284,16 +312,7 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   if (!info) return fail(std::move(info).error().wrap(fmt::format("committing generation {}", gen->id())));
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   print_backup_report(ctx.out, *info, reports, seconds);
-  // A partial generation is kept, but the run did not do all it was asked: one
-  // line naming what failed, exit status 1.
-  std::string failed;
-  for (const auto& r : reports) {
-    if (!r.error.empty()) failed += (failed.empty() ? "" : "; ") + r.error;
-  }
-  if (!failed.empty()) {
-    return fail(ErrorCode::kIo, fmt::format("generation {} committed as partial: {}", info->id, failed));
-  }
-  return {};
+  return partial_failure(*info, reports);
 }
 
 }  // namespace blkvault::app
