@@ -1,0 +1,345 @@
+// config/job_config.h: a full file read into exact values, and every kind of
+// problem reported with its file, line, column and key.
+#include "config/job_config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "temp_dir.h"
+
+namespace blkvault::config {
+namespace {
+
+// Every problem of `text`, as printed by `config check`.
+std::vector<std::string> problems_of(std::string_view text) {
+  CheckResult r = check_text(text, "t.toml");
+  std::vector<std::string> out;
+  for (const auto& p : r.problems) out.push_back(to_string(p));
+  return out;
+}
+
+using Lines = std::vector<std::string>;
+
+constexpr std::string_view kMinimal = "[repository]\npath = \"/srv/repo\"\n";
+
+TEST(JobConfig, ReadsEveryKeyOfAFullFile) {
+  CheckResult r = check_text(R"(module = "sim:/var/tmp/sim"
+state-dir = "/var/lib/bv"
+lock-wait = "1h30m"
+
+[repository]
+path = "/srv/repo"
+chunk-size = "256K"
+compression = 9
+pack-size = "128M"
+
+[diff-storage]
+dir = "/var/diff"
+size = "2G"
+limit = 34359738368
+
+[report]
+log-file = "/var/log/bv.log"
+syslog = false
+on-failure = "mail root"
+
+[job.web]
+devices = ["/dev/sda1", "/dev/sdb"]
+schedule = "Mon..Fri 02:00"
+lock-wait = 60
+module = "/dev/veeamblksnap"
+retention = { keep-last = 2, keep-hourly = 3, keep-daily = 4, keep-weekly = 5, keep-monthly = 6, keep-yearly = 7 }
+hooks.pre = ["fsfreeze", "-f", "/srv"]
+hooks.post-snapshot = ["fsfreeze", "-u", "/srv"]
+hooks.post = "echo done"
+hooks.timeout = "45s"
+diff-storage.limit = "64G"
+report.on-failure = ["/usr/bin/page", "web"]
+
+[job.db]
+devices = ["/dev/vg/db"]
+schedule = "*/30 * * * *"
+)",
+                             "full.toml");
+  ASSERT_TRUE(r.ok()) << to_string(r.problems.front());
+  const Config& c = r.config;
+  EXPECT_EQ(c.file, "full.toml");
+  EXPECT_EQ(c.module_spec, "sim:/var/tmp/sim");
+  EXPECT_EQ(c.state_dir, "/var/lib/bv");
+  EXPECT_EQ(c.lock_wait_s, 5400u);
+  EXPECT_EQ(c.repository.path, "/srv/repo");
+  EXPECT_EQ(c.repository.chunk_size_bytes, 256u << 10);
+  EXPECT_EQ(c.repository.compression_level, 9);
+  EXPECT_EQ(c.repository.pack_size_bytes, 128u << 20);
+  EXPECT_EQ(c.diff_storage.dir, "/var/diff");
+  EXPECT_EQ(c.diff_storage.size_bytes, 2ull << 30);
+  EXPECT_EQ(c.diff_storage.limit_bytes, 32ull << 30);
+  EXPECT_EQ(c.report.log_file, "/var/log/bv.log");
+  EXPECT_FALSE(c.report.syslog);
+  EXPECT_EQ(c.report.on_failure.shell, "mail root");
+  EXPECT_TRUE(c.report.on_failure.argv.empty());
+
+  ASSERT_EQ(c.jobs.size(), 2u);
+  const JobConfig& web = c.jobs[0];  // file order, not alphabetical
+  EXPECT_EQ(web.name, "web");
+  EXPECT_EQ(web.devices, (Lines{"/dev/sda1", "/dev/sdb"}));
+  ASSERT_TRUE(web.schedule);
+  EXPECT_EQ(web.schedule->kind, Schedule::Kind::kCalendar);
+  EXPECT_EQ(web.schedule->text, "Mon..Fri 02:00");
+  EXPECT_EQ(web.lock_wait_s, 60u);
+  EXPECT_EQ(web.module_spec, "/dev/veeamblksnap");
+  ASSERT_TRUE(web.retention);
+  EXPECT_EQ(web.retention->keep_last, 2u);
+  EXPECT_EQ(web.retention->keep_hourly, 3u);
+  EXPECT_EQ(web.retention->keep_daily, 4u);
+  EXPECT_EQ(web.retention->keep_weekly, 5u);
+  EXPECT_EQ(web.retention->keep_monthly, 6u);
+  EXPECT_EQ(web.retention->keep_yearly, 7u);
+  EXPECT_EQ(web.hooks.pre.argv, (Lines{"fsfreeze", "-f", "/srv"}));
+  EXPECT_TRUE(web.hooks.pre.shell.empty());
+  EXPECT_EQ(web.hooks.post_snapshot.argv, (Lines{"fsfreeze", "-u", "/srv"}));
+  EXPECT_EQ(web.hooks.post.shell, "echo done");
+  EXPECT_EQ(web.hooks.timeout_s, 45u);
+  EXPECT_EQ(web.diff_storage.dir, "/var/diff");           // inherited
+  EXPECT_EQ(web.diff_storage.size_bytes, 2ull << 30);     // inherited
+  EXPECT_EQ(web.diff_storage.limit_bytes, 64ull << 30);   // overridden
+  EXPECT_EQ(web.report.log_file, "/var/log/bv.log");      // inherited
+  EXPECT_FALSE(web.report.syslog);                        // inherited
+  EXPECT_EQ(web.report.on_failure.argv, (Lines{"/usr/bin/page", "web"}));
+
+  const JobConfig& db = c.jobs[1];
+  EXPECT_EQ(db.name, "db");
+  EXPECT_EQ(db.devices, (Lines{"/dev/vg/db"}));
+  ASSERT_TRUE(db.schedule);
+  EXPECT_EQ(db.schedule->kind, Schedule::Kind::kCron);
+  EXPECT_EQ(db.schedule->cron.minutes.to_ullong(), (1ull << 0) | (1ull << 30));
+  EXPECT_FALSE(db.retention);
+  EXPECT_TRUE(db.hooks.pre.empty());
+  EXPECT_EQ(db.hooks.timeout_s, 300u);
+  EXPECT_EQ(db.module_spec, "sim:/var/tmp/sim");
+  EXPECT_EQ(db.lock_wait_s, 5400u);
+  EXPECT_EQ(db.report.on_failure.shell, "mail root");
+
+  EXPECT_EQ(c.find_job("db"), &c.jobs[1]);
+  EXPECT_EQ(c.find_job("nope"), nullptr);
+}
+
+TEST(JobConfig, AppliesDefaults) {
+  CheckResult r = check_text(kMinimal, "min.toml");
+  ASSERT_TRUE(r.ok()) << to_string(r.problems.front());
+  const Config& c = r.config;
+  EXPECT_EQ(c.module_spec, "/dev/veeamblksnap");
+  EXPECT_EQ(c.state_dir, "/var/lib/blkvault");
+  EXPECT_EQ(c.lock_wait_s, 0u);
+  EXPECT_EQ(c.repository.chunk_size_bytes, 1u << 20);
+  EXPECT_EQ(c.repository.compression_level, 3);
+  EXPECT_EQ(c.repository.pack_size_bytes, 64u << 20);
+  EXPECT_EQ(c.diff_storage.dir, "/var/lib/blkvault/diff");
+  EXPECT_EQ(c.diff_storage.size_bytes, 1ull << 30);
+  EXPECT_EQ(c.diff_storage.limit_bytes, 16ull << 30);
+  EXPECT_EQ(c.report.log_file, "");
+  EXPECT_TRUE(c.report.syslog);
+  EXPECT_TRUE(c.report.on_failure.empty());
+  EXPECT_TRUE(c.jobs.empty());
+}
+
+TEST(JobConfig, SimulatedModuleKeepsItsStateInsideItsDirectory) {
+  CheckResult r = check_text("module = \"sim:/tmp/s\"\n[repository]\npath = \"/r\"\n", "t.toml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.config.state_dir, "/tmp/s/client");
+  EXPECT_EQ(r.config.diff_storage.dir, "/tmp/s/client/diff");
+}
+
+TEST(JobConfig, TomlSyntaxErrorGivesThePositionAndTomlsDescription) {
+  EXPECT_EQ(problems_of("[repository]\npath = \n"),
+            (Lines{"t.toml:2:8: Error while parsing key-value pair: expected value, saw '\\n'"}));
+  EXPECT_EQ(problems_of("[repository]\npath = \"/a\"\npath = \"/b\"\n"),
+            (Lines{"t.toml:3:8: Error while parsing key-value pair: cannot redefine existing string 'path'"}));
+}
+
+TEST(JobConfig, MissingRequiredKeysPointAtTheirTable) {
+  EXPECT_EQ(problems_of(""), (Lines{"t.toml:1:1: repository: required table is missing"}));
+  EXPECT_EQ(problems_of("[repository]\nchunk-size = \"1M\"\n\n[job.a]\nschedule = \"daily\"\n"),
+            (Lines{"t.toml:1:1: repository.path: required key is missing",
+                   "t.toml:4:1: job.a.devices: required key is missing"}));
+}
+
+TEST(JobConfig, UnknownKeysAreProblemsWithASuggestion) {
+  EXPECT_EQ(problems_of(R"(modul = "/dev/veeamblksnap"
+[repository]
+path = "/r"
+compresion = 3
+[jobs.x]
+devices = ["/dev/a"]
+[job.a]
+devices = ["/dev/a"]
+keep-daily = 3
+[job.a.retention]
+keep-dayly = 7
+keep-last = 1
+[job.a.hooks]
+pre-snapshot = "sync"
+)"),
+            (Lines{
+                "t.toml:1:1: modul: unknown key 'modul' (did you mean 'module'?)",
+                "t.toml:4:1: repository.compresion: unknown key 'compresion' (did you mean 'compression'?)",
+                "t.toml:5:2: jobs: unknown key 'jobs' (did you mean 'job'?)",
+                "t.toml:9:1: job.a.keep-daily: unknown key 'keep-daily'",
+                "t.toml:11:1: job.a.retention.keep-dayly: unknown key 'keep-dayly' (did you mean 'keep-daily'?)",
+                "t.toml:14:1: job.a.hooks.pre-snapshot: unknown key 'pre-snapshot'",
+            }));
+}
+
+TEST(JobConfig, WrongTypesNameWhatWasExpected) {
+  EXPECT_EQ(problems_of(R"(lock-wait = true
+repository = "/srv/repo"
+report = { syslog = "yes", on-failure = 3 }
+[job.a]
+devices = "/dev/sda"
+schedule = 2
+retention = [1]
+hooks = { pre = ["sync", 1], post = [], timeout = 1.5 }
+)"),
+            (Lines{
+                "t.toml:1:13: lock-wait: expected a duration such as \"30s\" or \"5m\", or seconds, got a boolean",
+                "t.toml:2:14: repository: expected a table, got a string",
+                "t.toml:3:21: report.syslog: expected a boolean (true or false), got a string",
+                "t.toml:3:41: report.on-failure: expected a command: a string for /bin/sh or an array of strings, "
+                "got an integer",
+                "t.toml:5:11: job.a.devices: expected an array of device paths, such as [\"/dev/sda\"]",
+                "t.toml:6:12: job.a.schedule: expected a string, got an integer",
+                "t.toml:7:13: job.a.retention: expected a table, got an array",
+                "t.toml:8:26: job.a.hooks.pre[1]: expected a string, got an integer",
+                "t.toml:8:37: job.a.hooks.post: the command is empty",
+                "t.toml:8:51: job.a.hooks.timeout: expected a duration such as \"30s\" or \"5m\", or seconds, got a "
+                "floating-point number",
+            }));
+}
+
+TEST(JobConfig, BadValuesSayWhatIsWrong) {
+  EXPECT_EQ(problems_of(R"(module = "veeamblksnap"
+state-dir = "var/lib"
+lock-wait = "10 minutes"
+[repository]
+path = "/r"
+chunk-size = "100K"
+compression = 22
+pack-size = "8G"
+[diff-storage]
+size = "20G"
+limit = "16X"
+[job.a]
+devices = ["/dev/a"]
+diff-storage = { size = "32G" }
+[report]
+log-file = ""
+)"),
+            (Lines{
+                "t.toml:1:10: module: 'veeamblksnap' is neither an absolute device path such as '/dev/veeamblksnap' "
+                "nor 'sim:DIR' with an absolute DIR",
+                "t.toml:2:13: state-dir: 'var/lib' is not an absolute path",
+                "t.toml:3:13: lock-wait: invalid duration '10 minutes': expected seconds, or numbers with units d, h, "
+                "m, s such as '90s', '5m' or '1h30m'",
+                "t.toml:6:14: repository.chunk-size: 100K is not a power of two from 64K to 16M",
+                "t.toml:7:15: repository.compression: 22 is out of range 1-19",
+                "t.toml:8:13: repository.pack-size: 8G is not from the chunk size (1M) to 4G",
+                "t.toml:11:9: diff-storage.limit: invalid size '16X': expected a number with an optional unit K, M, "
+                "G or T (powers of 1024)",
+                "t.toml:14:25: job.a.diff-storage.size: the limit (16G) is smaller than the initial size (32G)",
+                "t.toml:16:12: report.log-file: must not be empty",
+            }));
+}
+
+TEST(JobConfig, JobProblemsAreAllReported) {
+  EXPECT_EQ(problems_of(R"([repository]
+path = "/r"
+[diff-storage]
+limit = "8G"
+[job."bad name"]
+devices = []
+[job.a]
+devices = ["/dev/a", "dev/b", "/dev/a", 7]
+schedule = "0 25 * * *"
+module = "sim:relative"
+lock-wait = -1
+[job.a.retention]
+keep-last = 0
+keep-daily = 0
+[job.a.hooks]
+timeout = 0
+[job.a.diff-storage]
+size = "10G"
+[job.b]
+devices = ["/dev/c"]
+schedule = "every day"
+retention = { keep-weekly = -2, keep-yearly = 1 }
+[job.c]
+devices = ["/dev/c"]
+retention = {}
+)"),
+            (Lines{
+                "t.toml:5:6: job.bad name: job name 'bad name' may only have letters, digits, '-' and '_' (at most "
+                "64): it names systemd units and cron files",
+                "t.toml:6:11: job.bad name.devices: the job has no devices",
+                "t.toml:8:22: job.a.devices[1]: 'dev/b' is not an absolute path",
+                "t.toml:8:31: job.a.devices[2]: '/dev/a' is listed twice",
+                "t.toml:8:41: job.a.devices[3]: expected a device path (a string)",
+                "t.toml:9:12: job.a.schedule: cron field 2 (hour): 25 is out of range 0-23",
+                "t.toml:10:10: job.a.module: 'sim:relative' is neither an absolute device path such as "
+                "'/dev/veeamblksnap' nor 'sim:DIR' with an absolute DIR",
+                "t.toml:11:13: job.a.lock-wait: duration -1 is negative",
+                "t.toml:12:1: job.a.retention: no keep rule is above 0, so every generation would be removed (leave "
+                "the table out to never prune)",
+                "t.toml:16:11: job.a.hooks.timeout: must be more than 0 seconds",
+                "t.toml:18:8: job.a.diff-storage.size: the limit (8G) is smaller than the initial size (10G)",
+                "t.toml:21:12: job.b.schedule: calendar spec: 'every' is not a weekday (Mon..Sun)",
+                "t.toml:22:29: job.b.retention.keep-weekly: -2 is out of range 0-2147483647",
+                "t.toml:25:13: job.c.retention: no keep rule is above 0, so every generation would be removed (leave "
+                "the table out to never prune)",
+            }));
+}
+
+TEST(JobConfig, AJobThatIsNotATableIsAProblem) {
+  EXPECT_EQ(problems_of("job = { a = 3 }\n[repository]\npath = \"/r\"\n"),
+            (Lines{"t.toml:1:13: job.a: expected a table ([job.NAME]) describing the job"}));
+  EXPECT_EQ(problems_of("[[job]]\n[repository]\npath = \"/r\"\n"),
+            (Lines{"t.toml:1:1: job: expected a table, got an array"}));
+}
+
+TEST(JobConfig, SampleConfigIsValid) {
+  auto r = check_file(std::string(BLKVAULT_SOURCE_DIR) + "/config/blkvault.toml.sample");
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_TRUE(r->ok()) << to_string(r->problems.front());
+  ASSERT_EQ(r->config.jobs.size(), 2u);
+  EXPECT_EQ(r->config.jobs[0].name, "system");
+  EXPECT_EQ(r->config.jobs[1].name, "database");
+  EXPECT_EQ(r->config.jobs[1].diff_storage.limit_bytes, 64ull << 30);
+}
+
+TEST(JobConfig, CheckFileNamesAFileItCannotRead) {
+  test::TempDir dir;
+  auto r = check_file(dir / "missing.toml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(r.error().message().find(dir / "missing.toml"), std::string::npos) << r.error().message();
+}
+
+TEST(JobConfig, LoadFileRefusesAFileWithProblems) {
+  test::TempDir dir;
+  std::string path = dir / "c.toml";
+  { std::ofstream(path) << "[repository]\npath = \"r\"\nx = 1\n"; }
+  auto r = load_file(path);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message(), "config " + path + ": 2 problems, the first: " + path +
+                                     ":2:8: repository.path: 'r' is not an absolute path; run 'blkvault config "
+                                     "check --config " + path + "'");
+  { std::ofstream(path) << kMinimal; }
+  auto ok = load_file(path);
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok->repository.path, "/srv/repo");
+}
+
+}  // namespace
+}  // namespace blkvault::config
