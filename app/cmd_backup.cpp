@@ -41,6 +41,8 @@ using Clock = std::chrono::steady_clock;
 // (writes during a backup, a signal mid-run). Honoured only with --module sim:DIR.
 constexpr const char* kSimAfterTakeEnv = "BLKVAULT_SIM_AFTER_TAKE";
 
+constexpr uint64_t kDefaultInitialStorage = 1ull << 30;
+
 std::string reason_text(cbt::FullReadReason reason) {
   if (reason == cbt::FullReadReason::kNoBaseline) return "no earlier backup of this device";
   return cbt::to_string(reason);
@@ -155,10 +157,15 @@ Result<snapshot::SessionOptions> session_options(const Context& ctx, const Backu
   snapshot::SessionOptions s;
   s.diff_storage_dir = opts.diff_storage_dir.empty() ? ctx.state_dir + "/diff" : opts.diff_storage_dir;
   s.state_dir = ctx.state_dir;
-  auto initial = parse_size(opts.diff_storage_size);
-  if (!initial) return fail(std::move(initial).error().wrap("--diff-storage-size"));
   auto limit = parse_size(opts.diff_storage_limit);
   if (!limit) return fail(std::move(limit).error().wrap("--diff-storage-limit"));
+  auto initial = opts.diff_storage_size.empty() ? Result<uint64_t>(std::min(kDefaultInitialStorage, *limit))
+                                                : parse_size(opts.diff_storage_size);
+  if (!initial) return fail(std::move(initial).error().wrap("--diff-storage-size"));
+  if (*limit < (1ull << 20)) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("--diff-storage-limit {}: must be at least 1M", opts.diff_storage_limit));
+  }
   if (*initial < (1ull << 20)) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("--diff-storage-size {}: must be at least 1M", opts.diff_storage_size));

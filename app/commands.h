@@ -32,7 +32,7 @@ Status cmd_init(Context& ctx, const InitOptions& opts);
 struct BackupOptions {
   std::vector<std::string> devices;
   std::string diff_storage_dir;      // empty: default next to the state dir
-  std::string diff_storage_size = "1G";
+  std::string diff_storage_size;     // empty: 1G, or the limit when that is smaller
   std::string diff_storage_limit = "16G";
   bool full = false;
   bool partial = false;

@@ -17,7 +17,8 @@ void CoreCommands::add_to(CLI::App& cli) {
   backup_->add_option("--diff-storage", backup_opts_.diff_storage_dir,
                       "Directory for the snapshot's difference storage (default <state-dir>/diff); not on a device "
                       "being backed up");
-  backup_->add_option("--diff-storage-size", backup_opts_.diff_storage_size, "Initial difference storage");
+  backup_->add_option("--diff-storage-size", backup_opts_.diff_storage_size,
+                      "Initial difference storage (default 1G, or the limit when smaller)");
   backup_->add_option("--diff-storage-limit", backup_opts_.diff_storage_limit,
                       "Most difference storage the snapshot may grow to");
 

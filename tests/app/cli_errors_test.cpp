@@ -88,6 +88,12 @@ TEST_F(CliErrors, BackupRefusesBadDiffStorageSizes) {
   r = bv({"backup", "--diff-storage-size", "64M", "--diff-storage-limit", "32M", a});
   EXPECT_EQ(r.exit_status, 2);
   EXPECT_EQ(r.err, "blkvault: --diff-storage-limit 32M is smaller than --diff-storage-size 64M\n");
+  r = bv({"backup", "--diff-storage-limit", "512K", a});
+  EXPECT_EQ(r.exit_status, 2);
+  EXPECT_EQ(r.err, "blkvault: --diff-storage-limit 512K: must be at least 1M\n");
+  // A limit alone below the default initial size (1G) lowers the initial size with it.
+  r = bv({"-q", "backup", "--diff-storage-limit", "16M", a});
+  EXPECT_EQ(r.exit_status, 0) << r.err;
 }
 
 TEST_F(CliErrors, BackupWithoutDeviceIsUsage) {
