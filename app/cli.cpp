@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "app/commands.h"
+#include "app/config_commands.h"
 #include "app/core_commands.h"
 #include "app/inspect_commands.h"
 #include "app/sim_commands.h"
@@ -87,6 +88,8 @@ int run_cli(int argc, char** argv) {
   inspect_cmds.add_to(cli);
   SimCommands sim_cmds;
   sim_cmds.add_to(cli);
+  ConfigCommands config_cmds;
+  config_cmds.add_to(cli);
 
   cli.add_subcommand("version", "Print the version");
 
@@ -117,6 +120,8 @@ int run_cli(int argc, char** argv) {
     st = inspect_cmds.run(ctx);
   } else if (sim_cmds.parsed()) {
     st = sim_cmds.run(ctx);
+  } else if (config_cmds.parsed()) {
+    st = config_cmds.run(ctx);
   } else {
     out.result(fmt::format("blkvault {}", BLKVAULT_VERSION));
     out.result_json({{"version", BLKVAULT_VERSION}});

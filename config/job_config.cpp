@@ -101,11 +101,12 @@ void read_report(TomlReader& r, const toml::table& t, std::string_view path, Rep
 }
 
 std::optional<RetentionConfig> read_retention(TomlReader& r, const toml::table& t, std::string_view path) {
-  r.check_keys(t, path, kRetentionKeys);
+  // A misspelt rule is reported as such, not also as "no rule is on".
+  bool all_known = r.check_keys(t, path, kRetentionKeys);
   RetentionConfig out;
   uint32_t* fields[] = {&out.keep_last,   &out.keep_hourly,  &out.keep_daily,
                         &out.keep_weekly, &out.keep_monthly, &out.keep_yearly};
-  bool any_on = false, any_bad = false;
+  bool any_on = false, any_bad = !all_known;
   for (size_t i = 0; i < std::size(kRetentionKeys); ++i) {
     if (!t.contains(kRetentionKeys[i])) continue;
     auto v = r.integer(t, path, kRetentionKeys[i], 0, INT32_MAX);

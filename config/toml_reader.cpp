@@ -37,7 +37,8 @@ void TomlReader::problem(const toml::source_region& at, std::string key, std::st
                               std::move(key), std::move(message)});
 }
 
-void TomlReader::check_keys(const toml::table& table, std::string_view path, std::span<const std::string_view> known) {
+bool TomlReader::check_keys(const toml::table& table, std::string_view path, std::span<const std::string_view> known) {
+  bool all_known = true;
   for (auto&& [key, value] : table) {
     std::string_view name = key.str();
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
@@ -46,7 +47,9 @@ void TomlReader::check_keys(const toml::table& table, std::string_view path, std
       message += fmt::format(" (did you mean '{}'?)", near);
     }
     problem(key.source(), join_key(path, name), std::move(message));
+    all_known = false;
   }
+  return all_known;
 }
 
 bool TomlReader::require(const toml::table& table, std::string_view path, std::string_view key) {

@@ -33,8 +33,8 @@ class TomlReader {
   void problem(const toml::source_region& at, std::string key, std::string message);
 
   // Records "unknown key" for every key of `table` not in `known`, suggesting
-  // the closest known key.
-  void check_keys(const toml::table& table, std::string_view path, std::span<const std::string_view> known);
+  // the closest known key. Returns false when there was one.
+  bool check_keys(const toml::table& table, std::string_view path, std::span<const std::string_view> known);
   // Records "required key is missing" at the table's position when `key` is absent.
   bool require(const toml::table& table, std::string_view path, std::string_view key);
 

@@ -191,6 +191,12 @@ pre-snapshot = "sync"
             }));
 }
 
+TEST(JobConfig, AMisspeltKeepRuleIsOneProblem) {
+  EXPECT_EQ(problems_of("[repository]\npath = \"/r\"\n[job.a]\ndevices = [\"/dev/a\"]\n"
+                        "retention = { keep-dayly = 7 }\n"),
+            (Lines{"t.toml:5:15: job.a.retention.keep-dayly: unknown key 'keep-dayly' (did you mean 'keep-daily'?)"}));
+}
+
 TEST(JobConfig, WrongTypesNameWhatWasExpected) {
   EXPECT_EQ(problems_of(R"(lock-wait = true
 repository = "/srv/repo"
