@@ -1,5 +1,6 @@
 #include "config/schedule.h"
 
+#include <algorithm>
 #include <array>
 #include <bitset>
 #include <cstdint>
@@ -160,14 +161,16 @@ constexpr std::array<std::string_view, 9> kCalendarWords = {"minutely", "hourly"
 constexpr std::array<std::string_view, 7> kWeekdays = {"monday", "tuesday", "wednesday", "thursday",
                                                        "friday", "saturday", "sunday"};
 
-bool is_weekday(std::string_view word) {
-  for (std::string_view day : kWeekdays) {
-    if (iequals(word, day) || iequals(word, day.substr(0, 3))) return true;
+// Monday = 0 .. Sunday = 6, or -1.
+int weekday_index(std::string_view word) {
+  for (size_t i = 0; i < kWeekdays.size(); ++i) {
+    if (iequals(word, kWeekdays[i]) || iequals(word, kWeekdays[i].substr(0, 3))) return static_cast<int>(i);
   }
-  return false;
+  return -1;
 }
 
-// "Mon", "Mon,Wed", "Mon..Fri", "Sat-Sun".
+// "Mon", "Mon,Wed", "Mon..Fri", "Sat-Sun". Ranges run forward from Monday to
+// Sunday, as systemd requires ("Sun..Tue" is refused).
 Status calendar_weekdays(std::string_view token) {
   for (std::string_view item : split(token, ',')) {
     std::vector<std::string_view> ends;
@@ -177,8 +180,14 @@ Status calendar_weekdays(std::string_view token) {
       ends = split(item, '-');
     }
     if (ends.size() > 2) return invalid(fmt::format("'{}' is not a weekday or a range of weekdays", item));
+    int previous = -1;
     for (std::string_view day : ends) {
-      if (!is_weekday(day)) return invalid(fmt::format("'{}' is not a weekday (Mon..Sun)", day));
+      int index = weekday_index(day);
+      if (index < 0) return invalid(fmt::format("'{}' is not a weekday (Mon..Sun)", day));
+      if (index < previous) {
+        return invalid(fmt::format("weekday range {} goes backwards (weeks run Mon..Sun)", item));
+      }
+      previous = index;
     }
   }
   return {};
@@ -300,9 +309,9 @@ Result<CronSpec> parse_cron(std::string_view text) {
 Status check_calendar(std::string_view text) {
   std::vector<std::string_view> tokens = split_blanks(text);
   if (tokens.empty()) return invalid(fmt::format("empty schedule ({})", kCalendarHint));
-  if (tokens.size() == 1) {
+  if (tokens.size() == 1 || (tokens.size() == 2 && is_timezone(tokens[1]))) {
     for (std::string_view word : kCalendarWords) {
-      if (tokens[0] == word) return {};
+      if (iequals(tokens[0], word)) return {};
     }
   }
   size_t i = 0;
@@ -312,7 +321,8 @@ Status check_calendar(std::string_view text) {
   };
   if (first_is_letter(tokens[0])) {
     auto st = calendar_weekdays(tokens[0]);
-    if (!st && tokens.size() == 1) {
+    std::string_view word = tokens[0].substr(0, std::min(tokens[0].find_first_of(",.-"), tokens[0].size()));
+    if (!st && tokens.size() == 1 && weekday_index(word) < 0) {
       return invalid(fmt::format("'{}' is neither a shorthand (minutely, hourly, daily, weekly, monthly, yearly, "
                                  "quarterly, semiannually) nor a weekday ({})",
                                  tokens[0], kCalendarHint));

@@ -76,7 +76,8 @@ TEST(CalendarSchedule, AcceptsShorthandsAndTheDocumentedShape) {
                            "semiannually", "*-*-* 02:00:00", "02:00", "Mon..Fri 22:30", "Sat,Sun 03:00",
                            "Mon *-*-* 00:00:00", "*-*-01 04:00", "2024-06-01 00:00:00", "Fri", "*:0/15",
                            "*-02~03 12:00", "Mon-Fri 08..18:00:00", "*-*-* 02:00:00 UTC",
-                           "*-*-* 02:00 Europe/Berlin", "*-1,4,7,10-1 05:00", "*-*-* 00:00:05.5", "monday 1:2:3"}) {
+                           "*-*-* 02:00 Europe/Berlin", "*-1,4,7,10-1 05:00", "*-*-* 00:00:05.5", "monday 1:2:3",
+                           "Daily", "hourly UTC", "Mon,Wed..Fri 01:00", "*-*-* *:*:*", "*-*~1", "12,14,16:00"}) {
     auto s = parse_schedule(spec);
     EXPECT_TRUE(s) << spec << ": " << s.error().message();
     if (s) {
@@ -90,6 +91,7 @@ TEST(CalendarSchedule, NamesTheComponentAndTheProblem) {
   EXPECT_EQ(error_of("*-13-* 02:00"), "calendar spec: month 13 is out of range 1-12");
   EXPECT_EQ(error_of("*-*-32"), "calendar spec: day 32 is out of range 1-31");
   EXPECT_EQ(error_of("02:61"), "calendar spec: minute 61 is out of range 0-59");
+  EXPECT_EQ(error_of("Sun-Tue"), "calendar spec: weekday range Sun-Tue goes backwards (weeks run Mon..Sun)");
   EXPECT_EQ(error_of("Mnday 02:00"), "calendar spec: 'Mnday' is not a weekday (Mon..Sun)");
   EXPECT_EQ(error_of("*-*-* 1..x:00"), "calendar spec: hour 'x' is not a number");
   EXPECT_EQ(error_of("*-*-* 05..02:00"), "calendar spec: hour range 05..02 goes backwards");
