@@ -250,7 +250,9 @@ Status back_up_devices(Context& ctx, const BackupOptions& opts, repo::Repository
     }
   }
   if (std::all_of(reports.begin(), reports.end(), [](const DeviceReport& r) { return !r.error.empty(); })) {
-    return fail(ErrorCode::kIo, "backup: every device failed; nothing was committed");
+    std::string why;
+    for (const auto& r : reports) why += (why.empty() ? "" : "; ") + r.error;
+    return fail(ErrorCode::kIo, "every device failed, nothing was committed: " + why);
   }
   return {};
 }

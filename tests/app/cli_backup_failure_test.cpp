@@ -163,6 +163,22 @@ TEST_F(BackupFailureTest, PartialKeepsTheDevicesThatSucceeded) {
 }
 
 
+TEST_F(BackupFailureTest, PartialWithEveryDeviceFailedCommitsNothingAndSaysWhy) {
+  init_repo();
+  const std::string a = make_device("a.img", kDeviceSize, 17);
+  backup_ok({a});
+  ChangeLog changes;
+  sim_write(a, 0, "changed");
+  changes.add(a, 0, 7, kChunk);
+  ASSERT_EQ(bv({"-q", "sim", "fault", "--device", a, "--read-error", "0:512"}).exit_status, 0);
+  auto r = backup({a}, {"--partial"});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err.rfind("blkvault: every device failed, nothing was committed: backup of " + a + ": ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  expect_clean_failure_then_correct_incremental(a, 1, changes);
+}
+
 TEST_F(BackupFailureTest, SigintFromOutsideWhileTheSnapshotIsHeldExits130AndReleasesIt) {
   init_repo();
   const std::string a = make_device("a.img", kDeviceSize, 16);
