@@ -260,9 +260,12 @@ Result<DeviceWriter*> GenWriter::add_device(const std::string& name, uint64_t si
   rec.size_bytes = size_bytes;
   rec.mode = inherit ? "incremental" : "full";
   BLKVAULT_TRY_ASSIGN(auto last, repo_.last_good_locked(name));
-  if (last) {
+  // An incremental is a delta against the last good generation; a full read
+  // records the whole map and starts a new chain (so gc can later drop the
+  // manifests of removed generations before it).
+  if (last && inherit) {
     rec.parent = last->generation;
-    if (inherit && last->record.size_bytes != size_bytes) {
+    if (last->record.size_bytes != size_bytes) {
       return blkvault::fail(ErrorCode::kInternal,
                             "device " + name + " changed size since generation " + std::to_string(last->generation) +
                                 "; an incremental backup cannot build on it (read it in full)");

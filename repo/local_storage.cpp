@@ -154,11 +154,19 @@ Result<bool> LocalStorage::exists(std::string_view name) {
   return fail_errno(fmt::format("stat of {}", path));
 }
 
-Result<std::vector<std::string>> LocalStorage::list(std::string_view prefix) {
+Result<std::vector<std::string>> LocalStorage::list_names(std::string_view prefix, bool unpublished) {
   std::vector<std::string> out;
   std::error_code ec;
   namespace fs = std::filesystem;
-  for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::recursive_directory_iterator();
+  // Walk only the prefix's directory when it names one ("packs/").
+  std::string start = root_;
+  if (!prefix.empty() && prefix.back() == '/') {
+    BLKVAULT_TRY(check_name(prefix.substr(0, prefix.size() - 1)));
+    start = root_ + "/" + std::string(prefix.substr(0, prefix.size() - 1));
+    struct stat st {};
+    if (::lstat(start.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return out;
+  }
+  for (auto it = fs::recursive_directory_iterator(start, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
     if (it->is_symlink()) {
       if (it->is_directory()) it.disable_recursion_pending();
@@ -166,12 +174,19 @@ Result<std::vector<std::string>> LocalStorage::list(std::string_view prefix) {
     }
     if (!it->is_regular_file()) continue;
     std::string rel = fs::relative(it->path(), root_).generic_string();
-    if (rel.find(".tmp-") != std::string::npos) continue;  // unpublished writes
+    const bool temp = rel.find(".tmp-") != std::string::npos;  // an unpublished write
+    if (temp != unpublished) continue;
     if (rel.compare(0, prefix.size(), prefix) == 0) out.push_back(std::move(rel));
   }
-  if (ec) return fail(ErrorCode::kIo, fmt::format("listing {}: {}", root_, ec.message()));
+  if (ec) return fail(ErrorCode::kIo, fmt::format("listing {}: {}", start, ec.message()));
   std::sort(out.begin(), out.end());
   return out;
+}
+
+Result<std::vector<std::string>> LocalStorage::list(std::string_view prefix) { return list_names(prefix, false); }
+
+Result<std::vector<std::string>> LocalStorage::list_unpublished(std::string_view prefix) {
+  return list_names(prefix, true);
 }
 
 Status LocalStorage::remove(std::string_view name) {

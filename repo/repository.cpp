@@ -82,7 +82,7 @@ std::string_view state_name(GenerationState s) { return to_string(s); }
 
 Result<GenerationState> parse_state(const std::string& s) {
   for (auto st : {GenerationState::kInProgress, GenerationState::kComplete, GenerationState::kPartial,
-                  GenerationState::kFailed}) {
+                  GenerationState::kFailed, GenerationState::kPruned}) {
     if (s == to_string(st)) return st;
   }
   return fail(ErrorCode::kCorrupt, "index: unknown generation state '" + s + "'");
@@ -102,6 +102,7 @@ std::string_view to_string(GenerationState state) {
     case GenerationState::kComplete: return "complete";
     case GenerationState::kPartial: return "partial";
     case GenerationState::kFailed: return "failed";
+    case GenerationState::kPruned: return "pruned";
   }
   return "unknown";
 }
@@ -522,7 +523,8 @@ Result<std::vector<GenerationId>> Repository::Impl::unindexed_manifests() {
   }
   std::set<GenerationId> known;
   {
-    BLKVAULT_TRY_ASSIGN(auto q, db->prepare("SELECT id FROM generations WHERE state IN ('complete', 'partial')"));
+    BLKVAULT_TRY_ASSIGN(auto q, db->prepare(
+                                    "SELECT id FROM generations WHERE state IN ('complete', 'partial', 'pruned')"));
     for (;;) {
       BLKVAULT_TRY_ASSIGN(bool row, q.step());
       if (!row) break;
@@ -537,7 +539,33 @@ Result<std::vector<GenerationId>> Repository::Impl::unindexed_manifests() {
   return missing;
 }
 
+Result<std::vector<GenerationId>> Repository::Impl::pending_tombstones() {
+  BLKVAULT_TRY_ASSIGN(auto names, storage->list("pruned/"));
+  std::vector<GenerationId> out;
+  BLKVAULT_TRY_ASSIGN(auto q, db->prepare("SELECT 1 FROM generations WHERE id = ? AND state = 'pruned'"));
+  for (const auto& n : names) {
+    auto id = parse_tombstone_name(n);
+    if (!id) continue;
+    q.bind(1, static_cast<int64_t>(*id));
+    BLKVAULT_TRY_ASSIGN(bool row, q.step());
+    q.reset();
+    if (!row) out.push_back(*id);
+  }
+  return out;
+}
+
 Status Repository::Impl::sync_index() {
+  BLKVAULT_TRY(replay_manifests());
+  BLKVAULT_TRY_ASSIGN(auto tombs, pending_tombstones());
+  if (tombs.empty()) return {};
+  BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
+  BLKVAULT_TRY_ASSIGN(auto mark, db->prepare(
+                                     "UPDATE generations SET state = 'pruned' WHERE id = ? AND state IN ('complete', 'partial')"));
+  for (auto id : tombs) BLKVAULT_TRY(mark.bind(1, static_cast<int64_t>(id)).run());
+  return tx.commit();
+}
+
+Status Repository::Impl::replay_manifests() {
   BLKVAULT_TRY_ASSIGN(auto missing, unindexed_manifests());
   if (missing.empty()) return {};
   logger().info("index: replaying " + std::to_string(missing.size()) + " generation(s) not yet indexed");
@@ -633,7 +661,9 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->log = options.log;
-  BLKVAULT_TRY_ASSIGN(impl->storage, LocalStorage::open(path));
+  BLKVAULT_TRY_ASSIGN(auto local, LocalStorage::open(path));
+  impl->storage = std::move(local);
+  if (options.wrap_storage) impl->storage = options.wrap_storage(std::move(impl->storage));
   BLKVAULT_TRY_ASSIGN(impl->config, read_config(*impl->storage, path));
 
   if (options.write) {
@@ -651,7 +681,8 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   bool behind = created;
   if (opened && !created) {
     BLKVAULT_TRY_ASSIGN(auto missing, impl->unindexed_manifests());
-    behind = !missing.empty();
+    BLKVAULT_TRY_ASSIGN(auto tombs, impl->pending_tombstones());
+    behind = !missing.empty() || !tombs.empty();
   }
   std::optional<RepoLock> reader_lock;
   if ((behind || rebuild) && !options.write) {

@@ -65,7 +65,9 @@ struct InitOptions {
 // what is there: "already a blkvault repository" or "not empty").
 Status init_repository(const std::string& path, const InitOptions& options);
 
-enum class GenerationState { kInProgress, kComplete, kPartial, kFailed };
+// kPruned: removed by prune (a tombstone "pruned/<id>" records it); its manifest
+// stays while a remaining generation is stored as a delta against it.
+enum class GenerationState { kInProgress, kComplete, kPartial, kFailed, kPruned };
 std::string_view to_string(GenerationState state);  // "in-progress", "complete", ...
 
 // One device in one generation.
@@ -82,7 +84,8 @@ struct DeviceRecord {
   uint64_t read_bytes = 0;           // bytes handed to put()
   uint64_t new_bytes = 0;            // raw bytes of chunks not already in the repository
   uint64_t stored_bytes = 0;         // what those took in packs (headers included)
-  uint64_t chunks_changed = 0;       // map entries that differ from the parent
+  uint64_t chunks_changed = 0;       // map entries recorded: chunks that differ from the
+                                     // parent (every non-zero chunk without a parent)
 };
 
 struct GenerationInfo {
@@ -160,6 +163,23 @@ struct VerifyReport {
   bool clean() const { return problems.empty() && damage.empty(); }
 };
 
+struct GcOptions {
+  bool dry_run = false;
+  // A pack whose live bytes are below this fraction of its size is rewritten;
+  // one with no live bytes is deleted.
+  double repack_below = 0.5;
+};
+
+struct GcReport {
+  uint64_t packs_before = 0, bytes_before = 0;
+  uint64_t packs_after = 0, bytes_after = 0;
+  uint64_t packs_deleted = 0, packs_rewritten = 0;
+  uint64_t chunks_deleted = 0;
+  uint64_t manifests_deleted = 0;
+  uint64_t leftovers_deleted = 0;  // unindexed packs and temp files of interrupted writes
+  std::vector<std::string> warnings;  // e.g. a damaged pack that could not be rewritten
+};
+
 struct RepoStats {
   uint64_t packs = 0;
   uint64_t pack_bytes = 0;
@@ -192,9 +212,10 @@ class GenerationWriter {
  public:
   virtual ~GenerationWriter() = default;  // aborts when not committed
   virtual GenerationId id() const = 0;
-  // Starts a device of `size_bytes`. Its parent is the last generation in which
-  // it completed (none with `inherit == false`: a full image). kInvalidArgument
-  // when the device was already added.
+  // Starts a device of `size_bytes`. With `inherit`, its map is a delta against
+  // the last generation in which it completed (its parent; chunks not put are
+  // the parent's); without, it is a full image (chunks not put are zeros) and
+  // has no parent. kInvalidArgument when the device was already added.
   virtual Result<DeviceWriter*> add_device(const std::string& name, uint64_t size_bytes, bool inherit) = 0;
   // Publishes packs, the manifest, then the index. With `partial`, devices that
   // fail()ed are recorded as such and the rest commit (state kPartial);
@@ -208,6 +229,8 @@ struct OpenOptions {
   bool write = false;          // take the writer lock
   double lock_wait_s = 0;      // how long to wait for it
   Logger* log = nullptr;       // progress notes (index sync/rebuild); may be null
+  // Wraps the repository's storage (tests: fault injection). Null: none.
+  std::function<std::unique_ptr<Storage>(std::unique_ptr<Storage>)> wrap_storage;
 };
 
 // The last generation in which a device completed: what an incremental backup
@@ -257,6 +280,15 @@ class Repository {
 
   // Recreates the index from packs and manifests. REQUIRES: opened with write.
   Status rebuild_index();
+
+  // Removes committed generations: publishes a tombstone for each, then marks
+  // it pruned in the index. Space comes back with gc(). REQUIRES: opened with write.
+  Status forget(const std::vector<GenerationId>& ids);
+  // Reclaims space no remaining generation uses (docs/FORMAT.md, "Garbage
+  // collection"): deletes unreferenced packs, rewrites mostly-garbage ones,
+  // deletes manifests no remaining generation needs. Crash-safe at every step;
+  // a rerun finishes the job. REQUIRES: opened with write.
+  Result<GcReport> gc(const GcOptions& options, const CancelToken* cancel);
 
   struct Impl;
 

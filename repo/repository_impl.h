@@ -25,7 +25,7 @@ inline constexpr int64_t kOpenEnd = INT64_MAX;
 struct Repository::Impl {
   std::string path;
   RepoConfig config;
-  std::unique_ptr<LocalStorage> storage;
+  std::unique_ptr<Storage> storage;
   std::optional<RepoLock> lock;  // held when opened for writing
   Logger* log = nullptr;
   NullLogger null_log;
@@ -42,7 +42,11 @@ struct Repository::Impl {
   Status create_schema();
   // The committed generations whose manifests the index does not know yet.
   Result<std::vector<GenerationId>> unindexed_manifests();
-  // Replays manifests and pack trailers the index does not know yet.
+  // Tombstones ("pruned/<id>") whose generation the index does not show pruned.
+  Result<std::vector<GenerationId>> pending_tombstones();
+  // Replays manifests (and pack trailers) the index does not know yet.
+  Status replay_manifests();
+  // replay_manifests, then applies pending tombstones.
   Status sync_index();
   Result<int64_t> device_rowid(const std::string& name, bool create);
   Result<std::optional<int64_t>> chunk_rowid(const ChunkId& id);
@@ -58,6 +62,10 @@ struct Repository::Impl {
   Result<std::vector<std::pair<uint64_t, ChunkId>>> live_map(int64_t device);
   Result<DeviceImage> device_image_locked(GenerationId generation, std::string_view device);
 };
+
+// "pruned/00000000000000000042" and its inverse.
+std::string tombstone_name(GenerationId id);
+std::optional<GenerationId> parse_tombstone_name(std::string_view name);
 
 // Fresh random bytes (getrandom(2)).
 Status random_bytes(std::span<uint8_t> out);

@@ -175,14 +175,14 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
     report.generations = gens.size();
 
     // Which chunks to check: those the generation(s) reference.
+    // Map rows some remaining generation reads (rows only removed generations
+    // read are gc's to drop, not damage).
     std::string sql =
         "SELECT DISTINCT c.id, c.hash, c.pack, c.offset, c.length, c.raw_size FROM chunk_map m "
-        "JOIN chunks c ON c.id = m.chunk";
-    if (options.generation) {
-      const std::string g = std::to_string(*options.generation);
-      sql += " JOIN generation_devices gd ON gd.device = m.device AND gd.generation = " + g +
-             " AND gd.complete = 1 WHERE m.gen_from <= " + g + " AND m.gen_to > " + g;
-    }
+        "JOIN chunks c ON c.id = m.chunk JOIN generation_devices gd ON gd.device = m.device AND gd.complete = 1 "
+        "AND gd.generation >= m.gen_from AND gd.generation < m.gen_to "
+        "JOIN generations g ON g.id = gd.generation AND g.state IN ('complete', 'partial')";
+    if (options.generation) sql += " WHERE gd.generation = " + std::to_string(*options.generation);
     BLKVAULT_TRY_ASSIGN(auto q, db.prepare(sql));
     for (;;) {
       BLKVAULT_TRY_ASSIGN(bool row, q.step());

@@ -52,6 +52,10 @@ class Storage {
   virtual Result<bool> exists(std::string_view name) = 0;
   // Names under `prefix` ("packs/"), sorted; recursive.
   virtual Result<std::vector<std::string>> list(std::string_view prefix) = 0;
+  // Leftovers of writes that never published (a killed writer's temp files),
+  // under `prefix`, sorted; remove() deletes them. Only the repository's lock
+  // holder may remove them (another writer's may be in flight otherwise).
+  virtual Result<std::vector<std::string>> list_unpublished(std::string_view prefix) = 0;
   // Removing a missing name is not an error.
   virtual Status remove(std::string_view name) = 0;
 };
@@ -78,6 +82,7 @@ class LocalStorage final : public Storage {
   Result<uint64_t> size(std::string_view name) override;
   Result<bool> exists(std::string_view name) override;
   Result<std::vector<std::string>> list(std::string_view prefix) override;
+  Result<std::vector<std::string>> list_unpublished(std::string_view prefix) override;
   Status remove(std::string_view name) override;
 
   const std::string& root() const { return root_; }
@@ -85,6 +90,7 @@ class LocalStorage final : public Storage {
  private:
   explicit LocalStorage(std::string root) : root_(std::move(root)) {}
   Result<std::string> path_for(std::string_view name, bool create_dirs);
+  Result<std::vector<std::string>> list_names(std::string_view prefix, bool unpublished);
 
   std::string root_;
 };
