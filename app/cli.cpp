@@ -14,6 +14,7 @@
 #include "app/config_commands.h"
 #include "app/core_commands.h"
 #include "app/inspect_commands.h"
+#include "app/maintenance_commands.h"
 #include "app/sim_commands.h"
 
 namespace blkvault::app {
@@ -86,6 +87,8 @@ int run_cli(int argc, char** argv) {
   core_cmds.add_to(cli);
   InspectCommands inspect_cmds;
   inspect_cmds.add_to(cli);
+  MaintenanceCommands maintenance_cmds;
+  maintenance_cmds.add_to(cli);
   SimCommands sim_cmds;
   sim_cmds.add_to(cli);
   ConfigCommands config_cmds;
@@ -118,6 +121,8 @@ int run_cli(int argc, char** argv) {
     st = core_cmds.run(ctx, self_exe(argv[0]));
   } else if (inspect_cmds.parsed()) {
     st = inspect_cmds.run(ctx);
+  } else if (maintenance_cmds.parsed()) {
+    st = maintenance_cmds.run(ctx);
   } else if (sim_cmds.parsed()) {
     st = sim_cmds.run(ctx);
   } else if (config_cmds.parsed()) {

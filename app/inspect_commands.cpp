@@ -87,6 +87,7 @@ Status cmd_list_impl(Context& ctx, const ListOptions& opts) {
   }
   size_t shown = 0;
   for (const auto& g : gens) {
+    if (g.state == repo::GenerationState::kPruned) continue;  // removed by prune
     if (!opts.device.empty()) {
       const auto* d = g.device(opts.device);
       if (d == nullptr) continue;

@@ -80,6 +80,13 @@ std::string config_json(const RepoConfig& c) {
 
 std::string_view state_name(GenerationState s) { return to_string(s); }
 
+// Why generation `id` in `state` cannot be read: "generation 7 failed, ..." etc.
+std::string not_committed(GenerationId id, GenerationState state) {
+  const std::string g = "generation " + std::to_string(id);
+  if (state == GenerationState::kPruned) return g + " was removed by prune";
+  return g + " is " + std::string(to_string(state)) + ", not a committed backup";
+}
+
 Result<GenerationState> parse_state(const std::string& s) {
   for (auto st : {GenerationState::kInProgress, GenerationState::kComplete, GenerationState::kPartial,
                   GenerationState::kFailed, GenerationState::kPruned}) {
@@ -459,8 +466,7 @@ Result<DeviceImage> Repository::Impl::device_image_locked(GenerationId generatio
   }
   const auto& g = gens.front();
   if (g.state != GenerationState::kComplete && g.state != GenerationState::kPartial) {
-    return fail(ErrorCode::kNotFound, "generation " + std::to_string(generation) + " is " +
-                                          std::string(to_string(g.state)) + ", not a committed backup");
+    return fail(ErrorCode::kNotFound, not_committed(generation, g.state));
   }
   const DeviceRecord* rec = g.device(device);
   if (rec == nullptr) {
@@ -756,8 +762,7 @@ Result<GenerationId> Repository::resolve(std::string_view spec) {
   BLKVAULT_TRY_ASSIGN(auto gens, impl_->load_generations(id));
   if (gens.empty()) return fail(ErrorCode::kNotFound, "generation " + std::to_string(id) + " does not exist");
   if (gens[0].state != GenerationState::kComplete && gens[0].state != GenerationState::kPartial) {
-    return fail(ErrorCode::kNotFound, "generation " + std::to_string(id) + " is " +
-                                          std::string(to_string(gens[0].state)) + ", not a committed backup");
+    return fail(ErrorCode::kNotFound, not_committed(id, gens[0].state));
   }
   return id;
 }

@@ -133,7 +133,7 @@ TEST_F(GcTest, ForgottenGenerationsAreGoneAndTheRestRestoreByteIdentical) {
   auto repo = open(true);
   auto r = repo->resolve("3");
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().message(), "generation 3 is pruned, not a committed backup");
+  EXPECT_EQ(r.error().message(), "generation 3 was removed by prune");
   const uint64_t before = repo_bytes();
   auto dry = repo->gc(GcOptions{.dry_run = true}, nullptr);
   ASSERT_TRUE(dry) << dry.error().message();
