@@ -9,7 +9,7 @@ void CoreCommands::add_to(CLI::App& cli) {
   init_->add_option("--pack-size", init_opts_.pack_size, "Size at which a pack file is finished");
 
   backup_ = cli.add_subcommand("backup", "Snapshot DEVICEs together and store what changed as a new generation");
-  backup_->add_option("devices", backup_opts_.devices, "Block devices (or image files with --module sim:DIR)")
+  backup_->add_option("DEVICE", backup_opts_.devices, "Block devices (or image files with --module sim:DIR)")
       ->required();
   backup_->add_flag("--full", backup_opts_.full, "Read every block, whatever the change tracking says");
   backup_->add_flag("--partial", backup_opts_.partial,

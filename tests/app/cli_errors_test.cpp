@@ -100,7 +100,7 @@ TEST_F(CliErrors, BackupWithoutDeviceIsUsage) {
   init_repo();
   auto r = bv({"backup"});
   EXPECT_EQ(r.exit_status, 2);
-  EXPECT_EQ(r.err, "blkvault: devices is required (see 'blkvault --help')\n");
+  EXPECT_EQ(r.err, "blkvault: DEVICE is required (see 'blkvault --help')\n");
 }
 
 TEST_F(CliErrors, BackupOfAMissingDeviceSaysWhichAndTakesNoSnapshot) {
