@@ -323,6 +323,29 @@ TEST(JobConfig, SampleConfigIsValid) {
   EXPECT_EQ(r->config.jobs[1].diff_storage.limit_bytes, 64ull << 30);
 }
 
+// The example in docs/CONFIG.md (the indented block under "### Example") must pass.
+TEST(JobConfig, DocumentedExampleIsValid) {
+  std::ifstream in(std::string(BLKVAULT_SOURCE_DIR) + "/docs/CONFIG.md");
+  ASSERT_TRUE(in);
+  std::string line, example;
+  bool in_example = false;
+  while (std::getline(in, line)) {
+    if (line == "### Example") {
+      in_example = true;
+    } else if (in_example && line.rfind("    ", 0) == 0) {
+      example += line.substr(4) + "\n";
+    } else if (in_example && !line.empty()) {
+      break;
+    } else if (in_example) {
+      example += "\n";
+    }
+  }
+  ASSERT_NE(example.find("[repository]"), std::string::npos) << example;
+  CheckResult r = check_text(example, "CONFIG.md");
+  ASSERT_TRUE(r.ok()) << to_string(r.problems.front());
+  EXPECT_EQ(r.config.jobs.size(), 2u);
+}
+
 TEST(JobConfig, CheckFileNamesAFileItCannotRead) {
   test::TempDir dir;
   auto r = check_file(dir / "missing.toml");
