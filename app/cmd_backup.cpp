@@ -306,10 +306,10 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
     return fail(std::move(why));
   };
 
-  if (Status st = run_after_take_hook(ctx); !st) return give_up(std::move(st).error());
   auto gen_r = repository->begin_generation(host_name(), BLKVAULT_VERSION);
   if (!gen_r) return give_up(std::move(gen_r).error().wrap("starting a generation"));
   gen = std::move(*gen_r);
+  if (Status st = run_after_take_hook(ctx); !st) return give_up(std::move(st).error());
 
   std::vector<DeviceReport> reports;
   if (Status st = back_up_devices(ctx, opts, *repository, session, *gen, starts, reports); !st) {

@@ -163,6 +163,34 @@ TEST_F(BackupFailureTest, PartialKeepsTheDevicesThatSucceeded) {
 }
 
 
+TEST_F(BackupFailureTest, AKilledBackupIsCleanedUpByTheNextRun) {
+  init_repo();
+  const std::string a = make_device("a.img", kDeviceSize, 18);
+  backup_ok({a});
+  ChangeLog changes;
+  sim_write(a, 9 * kChunk, "before the killed run");
+  changes.add(a, 9 * kChunk, 21, kChunk);
+  // SIGKILL: no handler, no cleanup; the snapshot and an in-progress generation stay behind.
+  auto killed = backup({a}, {}, {"BLKVAULT_SIM_AFTER_TAKE=kill -KILL $PPID"});
+  EXPECT_EQ(killed.exit_status, 128 + SIGKILL);
+  ASSERT_EQ(sim_show()["snapshots"].size(), 1u);
+
+  auto next = backup({a});
+  ASSERT_EQ(next.exit_status, 0) << next.err;
+  const std::string snapshot = "destroyed snapshot ";
+  EXPECT_EQ(next.err.rfind("warning: " + snapshot, 0), 0u) << next.err;
+  EXPECT_NE(next.err.find(" left behind by an interrupted blkvault run\n"), std::string::npos) << next.err;
+  auto j = nlohmann::json::parse(next.out);
+  EXPECT_EQ(j["generation"], 3);
+  EXPECT_EQ(j["devices"][0]["mode"], "incremental");
+  EXPECT_EQ(j["devices"][0]["read_bytes"].get<uint64_t>(), changes.bytes(a, kChunk, kDeviceSize));
+  EXPECT_TRUE(sim_show()["snapshots"].empty());
+  auto gens = generations();
+  ASSERT_EQ(gens.size(), 3u);
+  EXPECT_EQ(gens[1].state, repo::GenerationState::kFailed);
+  EXPECT_TRUE(restore_bytes("latest", a) == read_whole(a));
+}
+
 TEST_F(BackupFailureTest, PartialWithEveryDeviceFailedCommitsNothingAndSaysWhy) {
   init_repo();
   const std::string a = make_device("a.img", kDeviceSize, 17);
