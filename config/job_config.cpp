@@ -120,7 +120,8 @@ std::optional<RetentionConfig> read_retention(TomlReader& r, const toml::table& 
   if (any_bad) return std::nullopt;
   if (!any_on) {
     r.problem(t.source(), std::string(path),
-              "no keep rule is above 0, so every generation would be removed (leave the table out to never prune)");
+              "no keep rule is above 0, so prune would keep only each device's last good backup (leave the table "
+              "out to never prune)");
     return std::nullopt;
   }
   return out;

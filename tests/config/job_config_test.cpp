@@ -295,14 +295,14 @@ retention = {}
                 "t.toml:10:10: job.a.module: 'sim:relative' is neither an absolute device path such as "
                 "'/dev/veeamblksnap' nor 'sim:DIR' with an absolute DIR",
                 "t.toml:11:13: job.a.lock-wait: duration -1 is negative",
-                "t.toml:12:1: job.a.retention: no keep rule is above 0, so every generation would be removed (leave "
-                "the table out to never prune)",
+                "t.toml:12:1: job.a.retention: no keep rule is above 0, so prune would keep only each device's last "
+                "good backup (leave the table out to never prune)",
                 "t.toml:16:11: job.a.hooks.timeout: must be more than 0 seconds",
                 "t.toml:18:8: job.a.diff-storage.size: the limit (8G) is smaller than the initial size (10G)",
                 "t.toml:21:12: job.b.schedule: calendar spec: 'every' is not a weekday (Mon..Sun)",
                 "t.toml:22:29: job.b.retention.keep-weekly: -2 is out of range 0-2147483647",
-                "t.toml:25:13: job.c.retention: no keep rule is above 0, so every generation would be removed (leave "
-                "the table out to never prune)",
+                "t.toml:25:13: job.c.retention: no keep rule is above 0, so prune would keep only each device's last "
+                "good backup (leave the table out to never prune)",
             }));
 }
 
