@@ -232,5 +232,33 @@ TEST_F(CliErrors, RestoreSummaryAndJson) {
   EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, kDeviceSize);
 }
 
+
+TEST_F(CliErrors, RestoreOfADamagedChunkIsExitThreeAndLeavesNoFile) {
+  init_repo();
+  const std::string a = make_device("a.img", kDeviceSize, 9);
+  backup_ok({a});
+  // Flip one byte in the middle of every pack: some chunk's data no longer matches its hash.
+  int packs = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(repo_ + "/packs")) {
+    if (!e.is_regular_file()) continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    const auto middle = static_cast<std::streamoff>(e.file_size() / 2);
+    f.seekg(middle);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x5a);
+    f.seekp(middle);
+    f.write(&c, 1);
+    ++packs;
+  }
+  ASSERT_GT(packs, 0);
+  const std::string to = dir_ / "out.img";
+  auto r = bv({"restore", "--device", a, "--to", to});
+  EXPECT_EQ(r.exit_status, 3) << r.err;
+  EXPECT_EQ(r.err.rfind("blkvault: restoring " + a + " of generation 1 to " + to + ": ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(to)) << "a failed restore left its new file";
+}
+
 }  // namespace
 }  // namespace blkvault::test
