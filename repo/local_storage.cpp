@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "common/crash_point.h"
 #include "common/file_io.h"
 #include "repo/storage.h"
 
@@ -59,6 +60,7 @@ class LocalWriter final : public Storage::Writer {
   uint64_t size() const override { return size_; }
   Status commit() override {
     if (committed_) return fail(ErrorCode::kInternal, fmt::format("{} committed twice", final_));
+    crash_point("before publishing " + final_);
     BLKVAULT_TRY(fsync_fd(fd_.get(), temp_));
     BLKVAULT_TRY(fd_.close(temp_));
     // link(2) publishes without replacing: EEXIST if the name is taken.
@@ -67,6 +69,7 @@ class LocalWriter final : public Storage::Writer {
       return fail_errno(fmt::format("publishing {}", final_));
     }
     committed_ = true;
+    crash_point("after linking " + final_);
     ::unlink(temp_.c_str());
     return fsync_dir(std::filesystem::path(final_).parent_path().string());
   }
@@ -191,6 +194,7 @@ Result<std::vector<std::string>> LocalStorage::list_unpublished(std::string_view
 
 Status LocalStorage::remove(std::string_view name) {
   BLKVAULT_TRY_ASSIGN(std::string path, path_for(name, false));
+  crash_point("before removing " + path);
   if (::unlink(path.c_str()) != 0) {
     if (errno == ENOENT) return {};
     return fail_errno(fmt::format("removing {}", path));

@@ -271,9 +271,11 @@ class Repository {
   // Reads, checks (hash, size) and decompresses one chunk of `image`. Thread-safe.
   Result<std::vector<uint8_t>> read_chunk(const DeviceImage& image, const ChunkRef& ref, ChunkCodec& codec);
   // Writes the image to `sink` with `threads` workers, checking every chunk.
+  // `progress` receives increments (bytes just written), one call at a time.
   Result<RestoreStats> restore(const DeviceImage& image, RestoreSink& sink, size_t threads,
                                const CancelToken* cancel, const std::function<void(uint64_t bytes)>& progress);
 
+  // `progress` receives increments (pack bytes just checked), one call at a time.
   Result<VerifyReport> verify(const VerifyOptions& options, const CancelToken* cancel,
                               const std::function<void(uint64_t bytes)>& progress);
   Result<RepoStats> stats();

@@ -1,5 +1,7 @@
 #include "repo/sqlite.h"
 
+#include "common/crash_point.h"
+
 #include <string>
 
 namespace blkvault::repo::sql {
@@ -165,6 +167,7 @@ Transaction::~Transaction() {
 Status Transaction::commit() {
   Db* db = db_;
   db_ = nullptr;
+  crash_point("before an index commit");
   auto st = db->exec("COMMIT");
   if (!st) (void)db->exec("ROLLBACK");
   return st;

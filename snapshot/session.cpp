@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/crash_point.h"
 #include "common/file_io.h"
 
 namespace blkvault::snapshot {
@@ -20,9 +21,13 @@ constexpr const char* kRecordName = "snapshots.json";
 
 std::string record_path(const std::string& state_dir) { return state_dir + "/" + kRecordName; }
 
+// One snapshot blkvault owns. `id` is empty for the intent written just before
+// SNAPSHOT_CREATE (so a kill between the create and the record cannot leak the
+// snapshot): `devices` ("8:16", ...) then identify it.
 struct Record {
   std::string id;
   std::vector<std::string> storage_files;
+  std::vector<std::string> devices;
 };
 
 Result<std::vector<Record>> load_records(const std::string& state_dir) {
@@ -35,7 +40,9 @@ Result<std::vector<Record>> load_records(const std::string& state_dir) {
     std::vector<Record> out;
     const nlohmann::json doc = nlohmann::json::parse(*text);
     for (const auto& s : doc.at("snapshots")) {
-      out.push_back({s.at("id").get<std::string>(), s.at("storage_files").get<std::vector<std::string>>()});
+      Record r{s.at("id").get<std::string>(), s.at("storage_files").get<std::vector<std::string>>(), {}};
+      if (s.contains("devices")) r.devices = s.at("devices").get<std::vector<std::string>>();
+      out.push_back(std::move(r));
     }
     return out;
   } catch (const std::exception& e) {
@@ -45,7 +52,9 @@ Result<std::vector<Record>> load_records(const std::string& state_dir) {
 
 Status save_records(const std::string& state_dir, const std::vector<Record>& records) {
   nlohmann::json j{{"snapshots", nlohmann::json::array()}};
-  for (const auto& r : records) j["snapshots"].push_back({{"id", r.id}, {"storage_files", r.storage_files}});
+  for (const auto& r : records) {
+    j["snapshots"].push_back({{"id", r.id}, {"storage_files", r.storage_files}, {"devices", r.devices}});
+  }
   return write_file_atomic(record_path(state_dir), j.dump(2) + "\n");
 }
 
@@ -71,15 +80,47 @@ Result<int> cleanup_orphans(kernel::Module& module, const std::string& state_dir
   if (records.empty()) return 0;
   BLKVAULT_TRY_ASSIGN(auto held, module.snapshots());
   int destroyed = 0;
+  auto destroy = [&](const kernel::Uuid& id, const std::string& why) -> Status {
+    Status st = module.destroy_snapshot(id);
+    if (!st && st.error().code() != ErrorCode::kNotFound) {
+      return fail(std::move(st).error().wrap("destroying orphaned snapshot " + kernel::to_string(id)));
+    }
+    ++destroyed;
+    log.warning(fmt::format("destroyed snapshot {} {}", kernel::to_string(id), why));
+    return {};
+  };
+  std::vector<std::string> recorded;
+  for (const auto& r : records) recorded.push_back(r.id);
   for (const auto& r : records) {
-    auto id = kernel::parse_uuid(r.id);
-    if (id && std::find(held.begin(), held.end(), *id) != held.end()) {
-      Status st = module.destroy_snapshot(*id);
-      if (!st && st.error().code() != ErrorCode::kNotFound) {
-        return fail(std::move(st).error().wrap("destroying orphaned snapshot " + r.id));
+    if (!r.id.empty()) {
+      auto id = kernel::parse_uuid(r.id);
+      if (id && std::find(held.begin(), held.end(), *id) != held.end()) {
+        BLKVAULT_TRY(destroy(*id, "left behind by an interrupted blkvault run"));
       }
-      ++destroyed;
-      log.warning(fmt::format("destroyed snapshot {} left behind by an interrupted blkvault run", r.id));
+    } else {
+      // A run killed between SNAPSHOT_CREATE and recording the id. Its snapshot
+      // was never taken (the take comes after the record), so the module cannot
+      // list its devices (COLLECT_IMAGES: ENODEV): an unrecorded snapshot that
+      // is not taken is that one. One that is taken over exactly the intent's
+      // devices is too (a device can be in one snapshot only). Another tool's
+      // snapshot is only at risk in the milliseconds between its own create and
+      // take (docs/RELIABILITY.md).
+      std::vector<std::string> want = r.devices;
+      std::sort(want.begin(), want.end());
+      for (const auto& id : held) {
+        if (std::find(recorded.begin(), recorded.end(), kernel::to_string(id)) != recorded.end()) continue;
+        auto images = module.snapshot_images(id);
+        bool ours = false;
+        if (!images) {
+          ours = images.error().sys_errno() == ENODEV;
+        } else {
+          std::vector<std::string> have;
+          for (const auto& i : *images) have.push_back(kernel::to_string(i.original));
+          std::sort(have.begin(), have.end());
+          ours = !want.empty() && have == want;
+        }
+        if (ours) BLKVAULT_TRY(destroy(id, "of a blkvault run killed while creating it"));
+      }
     }
     for (const auto& f : r.storage_files) ::unlink(f.c_str());
   }
@@ -123,8 +164,17 @@ Status Session::start(const std::vector<std::string>& device_paths, const Cancel
       }
     }
   }
-  BLKVAULT_TRY_ASSIGN(id_, module_.create_snapshot(ids));
+  for (auto dev : ids) devices_text_.push_back(kernel::to_string(dev));
+  BLKVAULT_TRY(write_record());  // the intent (no id yet): a kill during the create cannot leak it
+  crash_point("before SNAPSHOT_CREATE");
+  auto created = module_.create_snapshot(ids);
+  if (!created) {
+    (void)drop_record();
+    return fail(std::move(created).error());
+  }
+  id_ = *created;
   created_ = true;
+  crash_point("after SNAPSHOT_CREATE");
   BLKVAULT_TRY(write_record());
 
   // The module queues a low_free_space event at create; answer it before take.
@@ -137,7 +187,9 @@ Status Session::start(const std::vector<std::string>& device_paths, const Cancel
   if (cancel) BLKVAULT_TRY(cancel->check());
 
   events_ = std::thread([this] { event_loop(); });
+  crash_point("before SNAPSHOT_TAKE");
   BLKVAULT_TRY(module_.take_snapshot(id_));
+  crash_point("after SNAPSHOT_TAKE");
   BLKVAULT_TRY_ASSIGN(auto images, module_.snapshot_images(id_));
   BLKVAULT_TRY_ASSIGN(auto infos, module_.tracked_devices());
   for (auto& d : devices_) {
@@ -175,16 +227,24 @@ Status Session::add_storage(uint64_t bytes) {
   return {};
 }
 
+// Replaces this session's record (or its intent) in the state dir.
 Status Session::write_record() {
   BLKVAULT_TRY_ASSIGN(auto records, load_records(options_.state_dir));
-  std::string id = kernel::to_string(id_);
-  std::erase_if(records, [&](const Record& r) { return r.id == id; });
-  Record mine{id, {}};
+  const std::string id = created_ ? kernel::to_string(id_) : std::string();
+  std::erase_if(records, [&](const Record& r) { return r.id == id || (r.id.empty() && r.devices == devices_text_); });
+  Record mine{id, {}, devices_text_};
   {
     std::lock_guard lock(mutex_);
     mine.storage_files = storage_files_;
   }
   records.push_back(std::move(mine));
+  return save_records(options_.state_dir, records);
+}
+
+Status Session::drop_record() {
+  BLKVAULT_TRY_ASSIGN(auto records, load_records(options_.state_dir));
+  const std::string id = created_ ? kernel::to_string(id_) : std::string();
+  std::erase_if(records, [&](const Record& r) { return r.id == id && (!r.id.empty() || r.devices == devices_text_); });
   return save_records(options_.state_dir, records);
 }
 
@@ -244,6 +304,7 @@ Status Session::close() {
   for (auto& d : devices_) d.reader.reset();
   Status result;
   if (created_) {
+    crash_point("before SNAPSHOT_DESTROY");
     Status st = module_.destroy_snapshot(id_);
     if (!st && st.error().code() != ErrorCode::kNotFound) {
       // Keep the record: the next run's cleanup_orphans retries.
@@ -259,14 +320,7 @@ Status Session::close() {
     if (::unlink(f.c_str()) != 0 && errno != ENOENT && result) result = fail_errno("removing " + f);
   }
   if (created_) {
-    auto records = load_records(options_.state_dir);
-    if (records) {
-      std::string id = kernel::to_string(id_);
-      std::erase_if(*records, [&](const Record& r) { return r.id == id; });
-      if (Status st = save_records(options_.state_dir, *records); !st && result) result = st;
-    } else if (result) {
-      result = fail(std::move(records).error());
-    }
+    if (Status st = drop_record(); !st && result) result = st;
   }
   return result;
 }

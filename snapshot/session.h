@@ -74,6 +74,7 @@ class Session {
   Status start(const std::vector<std::string>& device_paths, const CancelToken* cancel);
   Status add_storage(uint64_t bytes);
   Status write_record();
+  Status drop_record();
   void event_loop();
 
   kernel::Module& module_;
@@ -85,6 +86,7 @@ class Session {
   std::vector<SessionDevice> devices_;
   mutable std::mutex mutex_;  // guards storage_files_ and failures_
   std::vector<std::string> storage_files_;
+  std::vector<std::string> devices_text_;  // "8:16", ...: identifies the intent record
   std::vector<std::pair<kernel::DevId, Error>> failures_;
   std::atomic<uint64_t> storage_bytes_{0};
   std::atomic<bool> stop_{false};
