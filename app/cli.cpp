@@ -27,6 +27,7 @@ constexpr const char* kExitCodesHelp = R"(Exit status:
   3    verify or restore found damaged data
   4    the repository is locked by another process
   5    kernel module missing, wrong ABI version, or not root
+  6    wrong passphrase, or the repository's key is missing
   70   internal error (a bug: please report it)
   130  interrupted (SIGINT/SIGTERM); nothing partial was kept
 

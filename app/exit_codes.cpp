@@ -12,6 +12,7 @@ int exit_status_for(ErrorCode code) {
     case ErrorCode::kModule: return kExitModule;
     case ErrorCode::kCancelled: return kExitCancelled;
     case ErrorCode::kInternal: return kExitInternal;
+    case ErrorCode::kKey: return kExitKey;
     case ErrorCode::kIo:
     case ErrorCode::kNoSpace:
     case ErrorCode::kPermission:

@@ -11,6 +11,7 @@ inline constexpr int kExitUsage = 2;         // bad usage or input: option, devi
 inline constexpr int kExitDamage = 3;        // verify (or restore) found damaged data
 inline constexpr int kExitLocked = 4;        // the repository is locked by another process
 inline constexpr int kExitModule = 5;        // kernel module missing, wrong version, or no root
+inline constexpr int kExitKey = 6;           // wrong passphrase, or the repository's key is missing
 inline constexpr int kExitCancelled = 130;   // interrupted by SIGINT/SIGTERM
 inline constexpr int kExitInternal = 70;     // a bug: an invariant broke (EX_SOFTWARE)
 

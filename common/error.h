@@ -35,6 +35,7 @@ enum class ErrorCode {
   kModule,           // the kernel module is missing, wrong version, or refused a call
   kBusy,             // the target is in use (mounted device, device in another snapshot)
   kCancelled,        // SIGINT/SIGTERM asked us to stop
+  kKey,              // wrong passphrase, or the repository's key is missing
   kInternal,         // a broken invariant: a bug in blkvault
 };
 

@@ -1,5 +1,7 @@
 #include "repo/chunk_codec.h"
 
+#include "repo/crypto.h"
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -40,7 +42,8 @@ std::array<uint8_t, BlobHeader::kSize> BlobHeader::encode() const {
   put_le<uint32_t>(&b[0], kMagic);
   b[4] = kVersion;
   b[5] = static_cast<uint8_t>(compression);
-  put_le<uint16_t>(&b[6], 0);
+  b[6] = cipher;
+  b[7] = 0;
   std::memcpy(&b[8], id.data(), id.size());
   put_le<uint32_t>(&b[24], raw_size);
   put_le<uint32_t>(&b[28], stored_size);
@@ -61,13 +64,17 @@ Result<BlobHeader> BlobHeader::decode(std::span<const uint8_t> b, const std::str
   if (b[5] > static_cast<uint8_t>(Compression::kZstd)) {
     return fail(ErrorCode::kUnsupported, fmt::format("{}: unknown compression {}", where, b[5]));
   }
+  if (b[6] > 2 || b[7] != 0) {
+    return fail(ErrorCode::kUnsupported, fmt::format("{}: unknown cipher {}", where, b[6]));
+  }
   BlobHeader h;
   h.compression = static_cast<Compression>(b[5]);
+  h.cipher = b[6];
   std::memcpy(h.id.data(), &b[8], h.id.size());
   h.raw_size = get_le<uint32_t>(&b[24]);
   h.stored_size = get_le<uint32_t>(&b[28]);
   h.data_checksum = get_le<uint64_t>(&b[32]);
-  if (h.compression == Compression::kNone && h.raw_size != h.stored_size) {
+  if (h.cipher == 0 && h.compression == Compression::kNone && h.raw_size != h.stored_size) {
     return fail(ErrorCode::kCorrupt, fmt::format("{}: raw blob with differing sizes", where));
   }
   return h;
@@ -82,7 +89,8 @@ struct ChunkCodec::Contexts {
   }
 };
 
-ChunkCodec::ChunkCodec(int zstd_level) : level_(zstd_level), ctx_(std::make_unique<Contexts>()) {}
+ChunkCodec::ChunkCodec(int zstd_level, std::shared_ptr<const Keys> keys)
+    : level_(zstd_level), keys_(std::move(keys)), ctx_(std::make_unique<Contexts>()) {}
 ChunkCodec::~ChunkCodec() = default;
 
 Result<std::vector<uint8_t>> ChunkCodec::seal(const ChunkId& id, std::span<const uint8_t> data) {
@@ -103,6 +111,19 @@ Result<std::vector<uint8_t>> ChunkCodec::seal(const ChunkId& id, std::span<const
     std::memcpy(out.data() + BlobHeader::kSize, data.data(), data.size());
   }
   out.resize(BlobHeader::kSize + h.stored_size);
+  if (keys_ != nullptr && keys_->cipher() != Cipher::kNone) {
+    // plaintext = compression byte || payload; the header's compression says none.
+    std::vector<uint8_t> plain(1 + h.stored_size);
+    plain[0] = static_cast<uint8_t>(h.compression);
+    std::memcpy(plain.data() + 1, out.data() + BlobHeader::kSize, h.stored_size);
+    h.compression = Compression::kNone;
+    h.cipher = static_cast<uint8_t>(keys_->cipher());
+    h.stored_size = static_cast<uint32_t>(plain.size() + keys_->overhead());
+    const auto ad = h.encode();
+    BLKVAULT_TRY_ASSIGN(auto sealed, keys_->seal(Keys::Use::kData, plain, std::span(ad).first(32)));
+    out.resize(BlobHeader::kSize);
+    out.insert(out.end(), sealed.begin(), sealed.end());
+  }
   h.data_checksum = XXH3_64bits(out.data() + BlobHeader::kSize, h.stored_size);
   auto hb = h.encode();
   std::memcpy(out.data(), hb.data(), hb.size());
@@ -116,8 +137,30 @@ Result<std::vector<uint8_t>> ChunkCodec::open(const BlobHeader& h, std::span<con
   if (XXH3_64bits(stored.data(), stored.size()) != h.data_checksum) {
     return fail(ErrorCode::kCorrupt, what + ": stored bytes fail their checksum");
   }
+  std::vector<uint8_t> plain;
+  Compression compression = h.compression;
+  if (h.cipher != 0) {
+    if (keys_ == nullptr || static_cast<uint8_t>(keys_->cipher()) != h.cipher) {
+      return fail(ErrorCode::kCorrupt, what + ": encrypted with " +
+                                           std::string(to_string(static_cast<Cipher>(h.cipher))) +
+                                           ", which is not this repository's cipher");
+    }
+    const auto ad = h.encode();
+    BLKVAULT_TRY_ASSIGN(plain, keys_->open(Keys::Use::kData, stored, std::span(ad).first(32), what));
+    if (plain.empty() || plain[0] > static_cast<uint8_t>(Compression::kZstd)) {
+      return fail(ErrorCode::kCorrupt, what + ": bad compression byte");
+    }
+    compression = static_cast<Compression>(plain[0]);
+    stored = std::span(plain).subspan(1);
+    if (compression == Compression::kNone && stored.size() != h.raw_size) {
+      return fail(ErrorCode::kCorrupt, what + ": raw blob with differing sizes");
+    }
+  } else if (keys_ != nullptr && keys_->cipher() != Cipher::kNone) {
+    // An attacker must not be able to slip a plaintext blob into an encrypted repository.
+    return fail(ErrorCode::kCorrupt, what + ": not encrypted, in an encrypted repository (tampered with)");
+  }
   std::vector<uint8_t> raw(h.raw_size);
-  if (h.compression == Compression::kZstd) {
+  if (compression == Compression::kZstd) {
     size_t n = ZSTD_decompressDCtx(ctx_->d, raw.data(), raw.size(), stored.data(), stored.size());
     if (ZSTD_isError(n) || n != raw.size()) return fail(ErrorCode::kCorrupt, what + ": does not decompress");
   } else {

@@ -31,7 +31,7 @@ bool is_all_zero(std::span<const uint8_t> data);
 enum class Compression : uint8_t { kNone = 0, kZstd = 1 };
 
 // The fixed 48-byte header in front of every blob in a pack. Little-endian:
-//   0  u32 magic "BVBL"      4  u8 version (1)   5  u8 compression   6  u16 reserved (0)
+//   0  u32 magic "BVBL"      4  u8 version (1)   5  u8 compression   6  u8 cipher   7  u8 reserved (0)
 //   8  16 bytes chunk id     24 u32 raw size     28 u32 stored size
 //   32 u64 xxh3-64 of the stored bytes           40 u64 xxh3-64 of bytes 0..39
 struct BlobHeader {
@@ -39,6 +39,7 @@ struct BlobHeader {
   static constexpr uint8_t kVersion = 1;
   static constexpr size_t kSize = 48;
   Compression compression = Compression::kNone;
+  uint8_t cipher = 0;  // repo::Cipher: 0 = plaintext (compression is then inside the ciphertext)
   ChunkId id{};
   uint32_t raw_size = 0;
   uint32_t stored_size = 0;
@@ -50,9 +51,14 @@ struct BlobHeader {
   static Result<BlobHeader> decode(std::span<const uint8_t> bytes, const std::string& where);
 };
 
+class Keys;
+
+// With `keys` (an encrypted repository), blobs are sealed with the data key:
+// stored bytes = AEAD(u8 compression || payload), authenticated together with
+// header bytes 0..31, so a changed header or blob never opens.
 class ChunkCodec {
  public:
-  explicit ChunkCodec(int zstd_level);
+  explicit ChunkCodec(int zstd_level, std::shared_ptr<const Keys> keys = nullptr);
   ~ChunkCodec();
   ChunkCodec(const ChunkCodec&) = delete;
   ChunkCodec& operator=(const ChunkCodec&) = delete;
@@ -67,6 +73,7 @@ class ChunkCodec {
  private:
   struct Contexts;
   int level_;
+  std::shared_ptr<const Keys> keys_;
   std::unique_ptr<Contexts> ctx_;
 };
 

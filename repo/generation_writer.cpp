@@ -198,7 +198,7 @@ Result<std::vector<MapEntry>> DevWriter::delta(Repository::Impl& repo) {
 
 std::unique_ptr<ChunkCodec> GenWriter::take_codec() {
   std::lock_guard g(codecs_.mu);
-  if (codecs_.free.empty()) return std::make_unique<ChunkCodec>(repo_.config.compression_level);
+  if (codecs_.free.empty()) return repo_.make_codec();
   auto c = std::move(codecs_.free.back());
   codecs_.free.pop_back();
   return c;
@@ -328,7 +328,7 @@ Result<GenerationInfo> GenWriter::commit_locked(bool partial) {
   info_.state = partial && any_failed ? GenerationState::kPartial : GenerationState::kComplete;
   m.generation = info_;
   const std::string name = manifest_name(info_.id);
-  const auto bytes = m.encode();
+  BLKVAULT_TRY_ASSIGN(const auto bytes, repo_.seal_metadata(name, m.encode()));
   BLKVAULT_TRY(repo_.storage->put(name, bytes));
 
   // 3. The index, in one transaction.

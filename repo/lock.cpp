@@ -26,7 +26,7 @@ std::string holder_description(int fd) {
 
 }  // namespace
 
-Result<RepoLock> RepoLock::acquire(const std::string& repo_dir, double wait_seconds) {
+Result<RepoLock> RepoLock::acquire(const std::string& repo_dir, double wait_seconds, bool name_host) {
   const std::string path = repo_dir + "/lock";
   BLKVAULT_TRY_ASSIGN(UniqueFd fd, open_file(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
@@ -45,7 +45,8 @@ Result<RepoLock> RepoLock::acquire(const std::string& repo_dir, double wait_seco
   std::time_t now = std::time(nullptr);
   char when[32];
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  std::string who = fmt::format("pid {} on host {} since {}\n", ::getpid(), host, when);
+  std::string who = name_host ? fmt::format("pid {} on host {} since {}\n", ::getpid(), host, when)
+                              : fmt::format("pid {} since {}\n", ::getpid(), when);
   if (::ftruncate(fd.get(), 0) != 0) return fail_errno(fmt::format("writing {}", path));
   BLKVAULT_TRY(pwrite_full(fd.get(), {reinterpret_cast<const uint8_t*>(who.data()), who.size()}, 0, path));
   return RepoLock(std::move(fd));

@@ -22,7 +22,9 @@ class RepoLock {
  public:
   // Takes the lock, waiting up to wait_seconds (0: fail at once) for another
   // holder. kLocked when it cannot be had; kIo for other failures.
-  static Result<RepoLock> acquire(const std::string& repo_dir, double wait_seconds);
+  // `name_host`: write the host name into the lock file (not for encrypted
+  // repositories, whose files must not name the host).
+  static Result<RepoLock> acquire(const std::string& repo_dir, double wait_seconds, bool name_host = true);
   // Who holds the lock now ("pid 1234 on host db1 since …"), or nullopt when
   // it is free. Does not take it.
   static Result<std::optional<std::string>> holder(const std::string& repo_dir);

@@ -252,7 +252,8 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
   }
 
   // Step 4: rewrite packs that are mostly garbage.
-  ChunkCodec codec(impl.config.compression_level);
+  auto codec_ptr = impl.make_codec();
+  ChunkCodec& codec = *codec_ptr;
   for (const auto* p : sparse) {
     if (cancel != nullptr && cancel->cancelled()) return fail(ErrorCode::kCancelled, "gc interrupted");
     struct Live {

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/coding.h"
 #include "common/file_io.h"
 #include "repo/pack.h"
 #include "repo/repository_impl.h"
@@ -73,8 +74,15 @@ std::string config_json(const RepoConfig& c) {
             {"chunk_size", c.chunk_size},
             {"compression", {{"algorithm", "zstd"}, {"level", c.compression_level}}},
             {"pack_size", c.pack_size},
-            {"chunk_id", {{"algorithm", "xxh3-128-keyed"}, {"key", blkvault::to_hex(std::span<const uint8_t>(c.chunk_key))}}},
             {"created", c.created}};
+  if (c.cipher == Cipher::kNone) {
+    j["chunk_id"] = {{"algorithm", "xxh3-128-keyed"}, {"key", blkvault::to_hex(std::span<const uint8_t>(c.chunk_key))}};
+    j["encryption"] = {{"cipher", "none"}};
+  } else {
+    // The chunk-id key is derived from the master key: nothing secret here.
+    j["chunk_id"] = {{"algorithm", "xxh3-128-keyed"}, {"key", "derived"}};
+    j["encryption"] = {{"cipher", std::string(to_string(c.cipher))}, {"key", c.key_mode}};
+  }
   return j.dump(2) + "\n";
 }
 
@@ -183,12 +191,32 @@ Result<RepoConfig> read_config(Storage& storage, const std::string& path) {
     c.compression_level = j.at("compression").at("level").get<int>();
     c.pack_size = j.at("pack_size").get<uint64_t>();
     c.created = j.at("created").get<std::string>();
-    const auto key = j.at("chunk_id").at("key").get<std::string>();
-    if (!from_hex(key, c.chunk_key)) throw std::runtime_error("chunk_id.key is not " + std::to_string(kChunkKeyBytes) + " bytes of hex");
+    if (j.contains("encryption")) {
+      const auto name = j.at("encryption").at("cipher").get<std::string>();
+      auto cipher = parse_cipher(name);
+      if (!cipher) {
+        return fail(ErrorCode::kUnsupported, "repository " + path + " is encrypted with " + name +
+                                                 ", which this blkvault does not know (upgrade blkvault)");
+      }
+      c.cipher = *cipher;
+      if (c.cipher != Cipher::kNone) {
+        c.key_mode = j.at("encryption").at("key").get<std::string>();
+        if (c.key_mode != "repokey" && c.key_mode != "keyfile") throw std::runtime_error("unknown key mode " + c.key_mode);
+      }
+    }
+    if (c.cipher == Cipher::kNone) {
+      const auto key = j.at("chunk_id").at("key").get<std::string>();
+      if (!from_hex(key, c.chunk_key)) {
+        throw std::runtime_error("chunk_id.key is not " + std::to_string(kChunkKeyBytes) + " bytes of hex");
+      }
+    }
   } catch (const std::exception& e) {
     return fail(ErrorCode::kCorrupt, "repository config " + path + "/config is damaged: " + e.what());
   }
-  InitOptions o{c.chunk_size, c.compression_level, c.pack_size};
+  InitOptions o;
+  o.chunk_size = c.chunk_size;
+  o.compression_level = c.compression_level;
+  o.pack_size = c.pack_size;
   if (auto st = check_init_options(o); !st) {
     return fail(ErrorCode::kCorrupt, "repository config " + path + "/config is damaged: " + st.error().message());
   }
@@ -197,6 +225,9 @@ Result<RepoConfig> read_config(Storage& storage, const std::string& path) {
 
 Status init_repository(const std::string& path, const InitOptions& options) {
   BLKVAULT_TRY(check_init_options(options));
+  if (options.cipher != Cipher::kNone && options.passphrase.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "an encrypted repository needs a passphrase (it cannot be empty)");
+  }
   std::error_code ec;
   const auto st = fs::symlink_status(path, ec);
   if (!ec && fs::exists(st)) {
@@ -219,14 +250,41 @@ Status init_repository(const std::string& path, const InitOptions& options) {
   c.compression_level = options.compression_level;
   c.pack_size = options.pack_size;
   c.created = rfc3339_utc(now_ms());
-  BLKVAULT_TRY(random_bytes(c.chunk_key));
-
+  c.cipher = options.cipher;
   BLKVAULT_TRY_ASSIGN(auto storage, LocalStorage::open(path));
+  if (c.cipher == Cipher::kNone) {
+    BLKVAULT_TRY(random_bytes(c.chunk_key));
+  } else {
+    c.key_mode = options.key_mode;
+    if (c.key_mode != "repokey" && c.key_mode != "keyfile") {
+      return fail(ErrorCode::kInvalidArgument, "key mode '" + c.key_mode + "' is not repokey or keyfile");
+    }
+    if (c.key_mode == "keyfile" && options.key_file.empty()) {
+      return fail(ErrorCode::kInvalidArgument, "keyfile mode needs the key file's path (--key-file)");
+    }
+    BLKVAULT_TRY(crypto_init());
+    BLKVAULT_TRY_ASSIGN(auto master, new_master_key());
+    const std::string key_id = random_hex(8);
+    BLKVAULT_TRY_ASSIGN(auto key_text, wrap_master_key(*master, options.passphrase, options.kdf, key_id, c.created));
+    const std::span key_bytes(reinterpret_cast<const uint8_t*>(key_text.data()), key_text.size());
+    if (c.key_mode == "repokey") {
+      BLKVAULT_TRY(storage->put("keys/" + key_id, key_bytes));
+    } else {
+      if (fs::exists(options.key_file)) {
+        return fail(ErrorCode::kInvalidArgument, "key file " + options.key_file + " already exists");
+      }
+      BLKVAULT_TRY(write_file_atomic(options.key_file, key_text, 0600));
+    }
+  }
   const std::string text = config_json(c);
   BLKVAULT_TRY(storage->put("config", std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
   // Create the index now, so a fresh repository is complete on disk.
   OpenOptions oo;
   oo.write = true;
+  oo.key_file = options.key_file;
+  oo.cache_dir = options.cache_dir;
+  const std::string pass = options.passphrase;
+  oo.passphrase = [pass]() -> Result<std::string> { return pass; };
   BLKVAULT_TRY_ASSIGN(auto repo, Repository::open(path, oo));
   return {};
 }
@@ -622,8 +680,13 @@ Status Repository::Impl::replay_manifests() {
 
   for (GenerationId id : missing) {
     const std::string name = manifest_name(id);
-    BLKVAULT_TRY_ASSIGN(auto bytes, storage->get(name));
-    auto m = Manifest::decode(bytes, name);
+    BLKVAULT_TRY_ASSIGN(auto sealed, storage->get(name));
+    auto bytes = open_metadata(name, std::move(sealed));
+    if (!bytes) {
+      logger().warning(bytes.error().message() + "; generation " + std::to_string(id) + " not indexed");
+      continue;
+    }
+    auto m = Manifest::decode(*bytes, name);
     if (!m) {
       logger().warning(m.error().message() + "; generation " + std::to_string(id) + " not indexed");
       continue;
@@ -671,9 +734,30 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   impl->storage = std::move(local);
   if (options.wrap_storage) impl->storage = options.wrap_storage(std::move(impl->storage));
   BLKVAULT_TRY_ASSIGN(impl->config, read_config(*impl->storage, path));
+  impl->index_file = path + "/index.sqlite";
+  if (impl->config.cipher != Cipher::kNone) {
+    BLKVAULT_TRY(impl->unlock(options));
+    std::string cache = options.cache_dir;
+    if (cache.empty()) {
+      if (const char* env = std::getenv("BLKVAULT_CACHE_DIR"); env != nullptr && *env) {
+        cache = env;
+      } else if (::geteuid() == 0) {
+        cache = "/var/cache/blkvault";
+      } else {
+        const char* home = std::getenv("HOME");
+        cache = std::string(home != nullptr ? home : "/tmp") + "/.cache/blkvault";
+      }
+    }
+    const std::string dir = cache + "/" + impl->config.id;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return fail(Error::from_errno("creating the index cache " + dir, ec.value()));
+    ::chmod(dir.c_str(), 0700);
+    impl->index_file = dir + "/index.sqlite";
+  }
 
   if (options.write) {
-    BLKVAULT_TRY_ASSIGN(auto lock, RepoLock::acquire(path, options.lock_wait_s));
+    BLKVAULT_TRY_ASSIGN(auto lock, RepoLock::acquire(path, options.lock_wait_s, impl->config.cipher == Cipher::kNone));
     impl->lock.emplace(std::move(lock));
   }
   // A reader brings the index up to date only when it must (a manifest it
@@ -692,7 +776,7 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   }
   std::optional<RepoLock> reader_lock;
   if ((behind || rebuild) && !options.write) {
-    auto lock = RepoLock::acquire(path, 0);
+    auto lock = RepoLock::acquire(path, 0, impl->config.cipher == Cipher::kNone);
     if (lock) {
       reader_lock.emplace(std::move(*lock));
     } else if (lock.error().code() != ErrorCode::kLocked) {
@@ -730,6 +814,81 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
 }
 
 const RepoConfig& Repository::config() const { return impl_->config; }
+std::shared_ptr<const Keys> Repository::keys() const { return impl_->keys; }
+std::string Repository::index_path() const { return impl_->index_path(); }
+
+Status Repository::Impl::unlock(const OpenOptions& options) {
+  // The key files to try: the repository's (repokey) or the one given (keyfile).
+  std::vector<std::pair<std::string, std::string>> candidates;  // where, text
+  if (config.key_mode == "keyfile") {
+    if (options.key_file.empty()) {
+      return fail(ErrorCode::kKey, "repository " + path +
+                                       " keeps its key in a key file outside it: give it with --key-file (or BLKVAULT_KEY_FILE)");
+    }
+    auto text = read_file(options.key_file);
+    if (!text) return fail(ErrorCode::kKey, "reading key file " + options.key_file + ": " + text.error().message());
+    candidates.emplace_back(options.key_file, *text);
+  } else {
+    BLKVAULT_TRY_ASSIGN(auto names, storage->list("keys/"));
+    for (const auto& n : names) {
+      BLKVAULT_TRY_ASSIGN(auto bytes, storage->get(n));
+      candidates.emplace_back(n, std::string(bytes.begin(), bytes.end()));
+    }
+    if (candidates.empty()) {
+      return fail(ErrorCode::kKey, "repository " + path + " has no key left in keys/ (restore access with blkvault key import)");
+    }
+  }
+  if (!options.passphrase) {
+    return fail(ErrorCode::kKey, "repository " + path +
+                                     " is encrypted: give its passphrase (BLKVAULT_PASSWORD, --password-file or --password-command)");
+  }
+  BLKVAULT_TRY_ASSIGN(std::string pass, options.passphrase());
+  for (const auto& [where, text] : candidates) {
+    auto master = unwrap_master_key(text, pass, where);
+    if (master) {
+      BLKVAULT_TRY_ASSIGN(keys, Keys::derive((*master)->view(), config.cipher));
+      config.chunk_key = keys->chunk_key();
+      return {};
+    }
+    if (master.error().code() != ErrorCode::kKey) logger().warning(master.error().message());
+  }
+  return fail(ErrorCode::kKey, "wrong passphrase for repository " + path +
+                                   (candidates.size() > 1 ? " (none of its " + std::to_string(candidates.size()) + " keys opens with it)" : ""));
+}
+
+namespace {
+constexpr uint32_t kSealedMagic = 0x4d455642;  // "BVEM"
+}
+
+Result<std::vector<uint8_t>> Repository::Impl::seal_metadata(const std::string& name, std::vector<uint8_t> bytes) const {
+  if (!keys) return bytes;
+  std::vector<uint8_t> out(8);
+  put_le<uint32_t>(out.data(), kSealedMagic);
+  out[4] = 1;
+  out[5] = static_cast<uint8_t>(keys->cipher());
+  std::vector<uint8_t> ad(out.begin(), out.end());
+  ad.insert(ad.end(), name.begin(), name.end());
+  BLKVAULT_TRY_ASSIGN(auto sealed, keys->seal(Keys::Use::kMetadata, bytes, ad));
+  out.insert(out.end(), sealed.begin(), sealed.end());
+  return out;
+}
+
+Result<std::vector<uint8_t>> Repository::Impl::open_metadata(const std::string& name, std::vector<uint8_t> bytes) const {
+  const bool sealed = bytes.size() >= 8 && get_le<uint32_t>(bytes.data()) == kSealedMagic;
+  if (!keys) {
+    if (sealed) return fail(ErrorCode::kCorrupt, name + ": encrypted, in a repository that is not");
+    return bytes;
+  }
+  if (!sealed) {
+    return fail(ErrorCode::kCorrupt, name + ": not encrypted, in an encrypted repository (tampered with)");
+  }
+  if (bytes[4] != 1 || bytes[5] != static_cast<uint8_t>(keys->cipher()) || bytes[6] != 0 || bytes[7] != 0) {
+    return fail(ErrorCode::kCorrupt, name + ": unknown sealing header");
+  }
+  std::vector<uint8_t> ad(bytes.begin(), bytes.begin() + 8);
+  ad.insert(ad.end(), name.begin(), name.end());
+  return keys->open(Keys::Use::kMetadata, std::span(bytes).subspan(8), ad, name);
+}
 Storage& Repository::storage() { return *impl_->storage; }
 const std::string& Repository::path() const { return impl_->path; }
 

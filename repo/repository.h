@@ -36,6 +36,7 @@
 #include "common/error.h"
 #include "common/logger.h"
 #include "repo/chunk_codec.h"
+#include "repo/crypto.h"
 #include "repo/storage.h"
 
 namespace blkvault::repo {
@@ -50,14 +51,23 @@ struct RepoConfig {
   uint64_t chunk_size = 1 << 20;     // power of two, 64 KiB .. 16 MiB
   int compression_level = 3;         // zstd level, 1 .. 19
   uint64_t pack_size = 64ull << 20;  // a pack is finished once it reaches this
-  ChunkKey chunk_key{};              // XXH3 secret for chunk ids
+  ChunkKey chunk_key{};              // XXH3 secret for chunk ids (derived from the master key when encrypted)
   std::string created;               // RFC 3339 UTC
+  Cipher cipher = Cipher::kNone;     // kNone: not encrypted
+  std::string key_mode;              // encrypted: "repokey" (keys/ in the repository) or "keyfile"
 };
 
 struct InitOptions {
   uint64_t chunk_size = 1 << 20;
   int compression_level = 3;
   uint64_t pack_size = 64ull << 20;
+  // Encryption (docs/SECURITY.md): a cipher other than kNone needs a passphrase.
+  Cipher cipher = Cipher::kNone;
+  std::string key_mode = "repokey";  // or "keyfile": the key goes to key_file, outside the repository
+  std::string key_file;
+  std::string passphrase;
+  KdfParams kdf;
+  std::string cache_dir;             // where the index of an encrypted repository lives (see OpenOptions)
 };
 
 // Creates a repository at `path`: a new directory, or an existing empty one.
@@ -231,6 +241,13 @@ struct OpenOptions {
   Logger* log = nullptr;       // progress notes (index sync/rebuild); may be null
   // Wraps the repository's storage (tests: fault injection). Null: none.
   std::function<std::unique_ptr<Storage>(std::unique_ptr<Storage>)> wrap_storage;
+  // Encrypted repositories: asked once, only when needed.
+  std::function<Result<std::string>()> passphrase;
+  std::string key_file;   // keyfile mode: the key file's path
+  // The index of an encrypted repository is kept on this host, never in the
+  // repository: <cache_dir>/<repository id>/index.sqlite. Empty: $BLKVAULT_CACHE_DIR,
+  // else /var/cache/blkvault for root, else ~/.cache/blkvault.
+  std::string cache_dir;
 };
 
 // The last generation in which a device completed: what an incremental backup
@@ -251,6 +268,9 @@ class Repository {
   ~Repository();
 
   const RepoConfig& config() const;
+  // The derived keys of an encrypted repository (null when not encrypted).
+  std::shared_ptr<const Keys> keys() const;
+  std::string index_path() const;
   Storage& storage();
   const std::string& path() const;
 

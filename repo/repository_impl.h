@@ -33,8 +33,21 @@ struct Repository::Impl {
   std::mutex mu;  // guards db and every statement on it
   std::optional<sql::Db> db;
 
+  std::shared_ptr<const Keys> keys;  // encrypted repositories
+  std::string index_file;           // <repo>/index.sqlite, or in the cache dir when encrypted
+
   Logger& logger() { return log != nullptr ? *log : null_log; }
-  std::string index_path() const { return path + "/index.sqlite"; }
+  std::string index_path() const { return index_file; }
+  std::unique_ptr<ChunkCodec> make_codec() const {
+    return std::make_unique<ChunkCodec>(config.compression_level, keys);
+  }
+  // Manifests of an encrypted repository are sealed with the metadata key,
+  // bound to their name (docs/FORMAT.md, "Encryption"). Identity otherwise.
+  Result<std::vector<uint8_t>> seal_metadata(const std::string& name, std::vector<uint8_t> bytes) const;
+  Result<std::vector<uint8_t>> open_metadata(const std::string& name, std::vector<uint8_t> bytes) const;
+
+  // Encrypted repositories: finds the key file the passphrase opens, derives the keys.
+  Status unlock(const OpenOptions& options);
 
   // --- index (repository.cpp); REQUIRES: mu held ---
   // Opens (creating when missing) the index; `*created` says it was new.

@@ -116,7 +116,7 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
     {
       std::lock_guard g(codec_mu);
       if (codecs.empty()) {
-        codec = std::make_unique<ChunkCodec>(impl_->config.compression_level);
+        codec = impl_->make_codec();
       } else {
         codec = std::move(codecs.back());
         codecs.pop_back();
@@ -217,7 +217,12 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
                                 " (its manifest; the index is now the only record of it)");
       continue;
     }
-    auto m = Manifest::decode(*bytes, name);
+    auto plain = impl_->open_metadata(name, std::move(*bytes));
+    if (!plain) {
+      report.problems.push_back("generation " + std::to_string(g.id) + ": " + plain.error().message());
+      continue;
+    }
+    auto m = Manifest::decode(*plain, name);
     if (!m) report.problems.push_back("generation " + std::to_string(g.id) + ": " + m.error().message());
   }
 
@@ -283,7 +288,7 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
       {
         std::lock_guard g(codec_mu);
         if (codecs.empty()) {
-          codec = std::make_unique<ChunkCodec>(impl_->config.compression_level);
+          codec = impl_->make_codec();
         } else {
           codec = std::move(codecs.back());
           codecs.pop_back();
