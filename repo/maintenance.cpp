@@ -13,6 +13,10 @@
 //      then the old file is deleted;
 //   5. leftovers: packs the index does not know (an interrupted backup's, or a
 //      step 3/4 file a crash kept) and temp files of interrupted writes.
+// Leftovers are deleted before step 4 (they are garbage from the start), so a
+// nearly full filesystem has their space for the rewrite. When the filesystem
+// is full all the same, step 4 stops with a warning and no error: everything
+// gc could delete is deleted, and the packs not rewritten stay intact.
 // Files are only deleted after the index stops referencing them, and a file the
 // index does not reference is only ever garbage while the writer lock is held.
 #include <algorithm>
@@ -251,7 +255,20 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
     }
   }
 
-  // Step 4: rewrite packs that are mostly garbage.
+  // Step 5 first: leftovers are garbage already, and their space may be what
+  // step 4 needs on a nearly full filesystem.
+  for (const auto& n : leftovers) {
+    BLKVAULT_TRY(impl.storage->remove(n));
+    report.leftovers_deleted++;
+  }
+
+  // Step 4: rewrite packs that are mostly garbage. Out of space, it stops:
+  // the unpublished new pack is discarded and the old one stays referenced.
+  auto out_of_space = [&](const PackRow& p, const Error& e) {
+    report.warnings.push_back("not rewriting pack " + p.name + " (" + std::to_string(p.size - p.live_bytes) +
+                              " bytes of garbage) nor any after it: " + e.message() +
+                              "; free some space and run gc again");
+  };
   auto codec_ptr = impl.make_codec();
   ChunkCodec& codec = *codec_ptr;
   for (const auto* p : sparse) {
@@ -278,9 +295,15 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
     }
     const std::string hex = random_hex(16);
     const std::string new_name = "packs/" + hex.substr(0, 2) + "/" + hex;
-    BLKVAULT_TRY_ASSIGN(auto writer, PackWriter::create(*impl.storage, new_name));
+    auto created = PackWriter::create(*impl.storage, new_name);
+    if (!created && created.error().code() == ErrorCode::kNoSpace) {
+      out_of_space(*p, created.error());
+      break;
+    }
+    BLKVAULT_TRY_ASSIGN(auto writer, std::move(created));
     std::vector<std::pair<int64_t, PackEntry>> moved;
     bool damaged = false;
+    bool full = false;
     for (const auto& l : live) {
       BLKVAULT_TRY_ASSIGN(auto bytes, impl.storage->get_range(p->name, l.offset, l.length));
       const std::string where = p->name + " at offset " + std::to_string(l.offset);
@@ -298,11 +321,22 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
         damaged = true;
         break;
       }
-      BLKVAULT_TRY_ASSIGN(PackEntry e, writer->append(l.id, bytes));
-      moved.emplace_back(l.rowid, e);
+      auto e = writer->append(l.id, bytes);
+      if (!e && e.error().code() == ErrorCode::kNoSpace) {
+        out_of_space(*p, e.error());
+        full = true;
+        break;
+      }
+      if (!e) return tl::unexpected(std::move(e).error());
+      moved.emplace_back(l.rowid, *e);
     }
-    if (damaged) continue;  // the unpublished new pack is discarded with `writer`
-    BLKVAULT_TRY(writer->finish());
+    if (full) break;        // the unpublished new pack is discarded with `writer`
+    if (damaged) continue;  // likewise
+    if (auto fin = writer->finish(); !fin) {
+      if (fin.error().code() != ErrorCode::kNoSpace) return tl::unexpected(std::move(fin).error());
+      out_of_space(*p, fin.error());
+      break;
+    }
     BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(db));
     BLKVAULT_TRY_ASSIGN(int64_t new_id, impl.pack_rowid(new_name, writer->size(), true));
     BLKVAULT_TRY_ASSIGN(auto mv, db.prepare("UPDATE chunks SET pack = ?, offset = ? WHERE id = ?"));
@@ -316,12 +350,6 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
     BLKVAULT_TRY(tx.commit());
     BLKVAULT_TRY(impl.storage->remove(p->name));
     report.packs_rewritten++;
-  }
-
-  // Step 5: leftovers.
-  for (const auto& n : leftovers) {
-    BLKVAULT_TRY(impl.storage->remove(n));
-    report.leftovers_deleted++;
   }
 
   BLKVAULT_TRY_ASSIGN(auto count, db.query_int("SELECT count(*) FROM packs"));
