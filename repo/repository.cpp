@@ -176,6 +176,11 @@ Result<RepoConfig> read_config(Storage& storage, const std::string& path) {
   }
   RepoConfig c;
   try {
+    // Another tool's "config" (a git directory's, restic's) is not damage.
+    const std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+    if (text.find("blkvault_repository") == std::string_view::npos) {
+      return fail(ErrorCode::kInvalidArgument, path + " is not a blkvault repository (its config file is not ours)");
+    }
     const json j = json::parse(bytes->begin(), bytes->end());
     if (!j.contains("blkvault_repository")) {
       return fail(ErrorCode::kInvalidArgument, path + " is not a blkvault repository (its config file is not ours)");
@@ -317,6 +322,14 @@ Status Repository::Impl::open_index(bool* created) {
     auto tables = db->query_int("SELECT count(*) FROM sqlite_master WHERE name = 'meta'");
     if (tables && tables->value_or(0) == 0) return create_schema();
     return fail(ErrorCode::kCorrupt, "index " + index_path() + " has no schema version");
+  }
+  if (*version > kSchemaVersion) {
+    // A newer blkvault's index: refuse it rather than rebuild it away under
+    // that version (docs/FORMAT.md: a reader refuses versions it does not know).
+    return fail(ErrorCode::kUnsupported, "index " + index_path() + " has schema version " + std::to_string(*version) +
+                                             "; this blkvault knows up to " + std::to_string(kSchemaVersion) +
+                                             " (upgrade blkvault, or delete the index: the next run rebuilds it "
+                                             "from packs and manifests)");
   }
   if (*version != kSchemaVersion) {
     return fail(ErrorCode::kCorrupt, "index " + index_path() + " has schema version " + std::to_string(*version) +

@@ -6,6 +6,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "repo/index_check.h"
 #include "repo/pack.h"
 #include "repo/repository_impl.h"
 
@@ -55,7 +56,12 @@ Result<std::vector<uint8_t>> read_blob(Storage& storage, const std::string& pack
   if (length < BlobHeader::kSize) {
     return fail(ErrorCode::kCorrupt, "chunk " + to_hex(id) + " in " + where + ": the index gives a bad length");
   }
-  BLKVAULT_TRY_ASSIGN(auto bytes, storage.get_range(pack, offset, length));
+  auto got = storage.get_range(pack, offset, length);
+  if (!got && got.error().code() == ErrorCode::kNotFound) {
+    // A pack the index references is gone: damage (exit 3), not a wrong name.
+    return fail(std::move(got).error().with_code(ErrorCode::kCorrupt));
+  }
+  BLKVAULT_TRY_ASSIGN(auto bytes, std::move(got));
   BLKVAULT_TRY_ASSIGN(auto header, BlobHeader::decode(std::span(bytes).first(BlobHeader::kSize), where));
   if (header.id != id) {
     return fail(ErrorCode::kCorrupt, "chunk " + to_hex(id) + " in " + where + ": the blob there is chunk " +
@@ -92,6 +98,8 @@ Result<std::vector<uint8_t>> Repository::read_chunk(const DeviceImage& image, co
 Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& sink, size_t threads,
                                          const CancelToken* cancel, const std::function<void(uint64_t)>& progress) {
   RestoreStats stats;
+  // A value flipped inside the index must not become wrong bytes.
+  BLKVAULT_TRY(check_image_against_manifests(*impl_, image));
   // Holes first: everything the map does not list reads as zeros.
   uint64_t at = 0;
   auto hole_to = [&](uint64_t end) -> Status {
@@ -224,6 +232,11 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
     }
     auto m = Manifest::decode(*plain, name);
     if (!m) report.problems.push_back("generation " + std::to_string(g.id) + ": " + m.error().message());
+  }
+  // The index against the manifests: records, chunk maps, kept parents.
+  {
+    std::lock_guard guard(impl_->mu);
+    BLKVAULT_TRY(check_index_against_manifests(*impl_, gens, !options.generation, report.problems));
   }
 
   // Damaged chunks, by rowid, with why.
