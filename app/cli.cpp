@@ -14,6 +14,7 @@
 #include "app/config_commands.h"
 #include "app/core_commands.h"
 #include "app/inspect_commands.h"
+#include "app/key_commands.h"
 #include "app/maintenance_commands.h"
 #include "app/sim_commands.h"
 
@@ -31,7 +32,8 @@ constexpr const char* kExitCodesHelp = R"(Exit status:
   70   internal error (a bug: please report it)
   130  interrupted (SIGINT/SIGTERM); nothing partial was kept
 
-Environment: BLKVAULT_REPO (--repo), BLKVAULT_MODULE (--module).
+Environment: BLKVAULT_REPO (--repo), BLKVAULT_MODULE (--module), BLKVAULT_PASSWORD (the passphrase),
+BLKVAULT_PASSWORD_FILE, BLKVAULT_PASSWORD_COMMAND, BLKVAULT_KEY_FILE, BLKVAULT_CACHE_DIR.
 Documentation: docs/CLI.md)";
 
 // The one process-wide pointer the signal handler may touch.
@@ -77,6 +79,16 @@ int run_cli(int argc, char** argv) {
       ->envname("BLKVAULT_MODULE");
   cli.add_option("--state-dir", state_dir,
                  "Where blkvault records the snapshots it owns (default /var/lib/blkvault, or DIR/client for sim:DIR)");
+  std::string password_file, password_command, key_file, cache_dir;
+  cli.add_option("--password-file", password_file, "Read the repository passphrase from the first line of FILE")
+      ->envname("BLKVAULT_PASSWORD_FILE");
+  cli.add_option("--password-command", password_command, "Run CMD (by /bin/sh) and read the passphrase from its output")
+      ->envname("BLKVAULT_PASSWORD_COMMAND");
+  cli.add_option("--key-file", key_file, "The key file of a repository created with --key-mode keyfile")
+      ->envname("BLKVAULT_KEY_FILE");
+  cli.add_option("--cache-dir", cache_dir,
+                 "Where the index of an encrypted repository is kept (default /var/cache/blkvault, or ~/.cache/blkvault)")
+      ->envname("BLKVAULT_CACHE_DIR");
   cli.add_option("--lock-wait", lock_wait, "Seconds to wait for the repository lock (default: fail at once)")
       ->check(CLI::NonNegativeNumber);
   cli.add_flag("-q,--quiet", oopt.quiet, "No progress or informational messages");
@@ -88,6 +100,8 @@ int run_cli(int argc, char** argv) {
   core_cmds.add_to(cli);
   InspectCommands inspect_cmds;
   inspect_cmds.add_to(cli);
+  KeyCommands key_cmds;
+  key_cmds.add_to(cli);
   MaintenanceCommands maintenance_cmds;
   maintenance_cmds.add_to(cli);
   SimCommands sim_cmds;
@@ -113,6 +127,10 @@ int run_cli(int argc, char** argv) {
   CancelToken cancel;
   install_signal_handlers(cancel);
   Context ctx{out, cancel, repo, lock_wait, module_spec, state_dir};
+  ctx.password_file = password_file;
+  ctx.password_command = password_command;
+  ctx.key_file = key_file;
+  ctx.cache_dir = cache_dir;
   if (ctx.state_dir.empty()) {
     ctx.state_dir = module_spec.rfind("sim:", 0) == 0 ? module_spec.substr(4) + "/client" : "/var/lib/blkvault";
   }
@@ -122,6 +140,8 @@ int run_cli(int argc, char** argv) {
     st = core_cmds.run(ctx, self_exe(argv[0]));
   } else if (inspect_cmds.parsed()) {
     st = inspect_cmds.run(ctx);
+  } else if (key_cmds.parsed()) {
+    st = key_cmds.run(ctx);
   } else if (maintenance_cmds.parsed()) {
     st = maintenance_cmds.run(ctx);
   } else if (sim_cmds.parsed()) {

@@ -5,6 +5,7 @@
 // files in it, back it up again (incremental, reading only what changed),
 // restore both generations, compare them byte for byte with copies taken at
 // snapshot time, fsck them, and verify every stored byte.
+#include <cstdlib>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -43,6 +44,10 @@ class Demo {
     }
 
     step("2. Create a repository");
+    // The repository is encrypted, as by default; the demo's passphrase is in
+    // the environment of the commands it runs (unless BLKVAULT_PASSWORD is set).
+    ::setenv("BLKVAULT_PASSWORD", "blkvault demo passphrase", /*overwrite=*/0);
+    ::setenv("BLKVAULT_CACHE_DIR", (dir_ + "/cache").c_str(), 1);
     BLKVAULT_TRY(blkvault({"init", "--repo", repo_}));
 
     step("3. Full backup through the simulated veeamblksnap module");

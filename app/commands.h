@@ -20,12 +20,22 @@ struct Context {
   double lock_wait_s = 0;    // --lock-wait
   std::string module_spec;   // --module / BLKVAULT_MODULE: /dev/veeamblksnap or sim:DIR
   std::string state_dir;     // --state-dir: where snapshot ownership records live
+  // Encrypted repositories (app/passphrase.h, docs/SECURITY.md).
+  std::string password_file;     // --password-file / BLKVAULT_PASSWORD_FILE
+  std::string password_command;  // --password-command / BLKVAULT_PASSWORD_COMMAND
+  std::string key_file;          // --key-file / BLKVAULT_KEY_FILE (keyfile mode)
+  std::string cache_dir;         // --cache-dir / BLKVAULT_CACHE_DIR (their index)
 };
 
 struct InitOptions {
   std::string chunk_size = "1M";
   int compression_level = 3;
   std::string pack_size = "64M";
+  std::string encryption = "authenticated";  // or "none"
+  std::string cipher = "auto";               // auto, xchacha20-poly1305, aes-256-gcm
+  std::string key_mode = "repokey";          // or "keyfile" (with --key-file)
+  uint64_t kdf_ops = 3;                      // Argon2id passes
+  std::string kdf_mem = "64M";               // Argon2id memory
 };
 Status cmd_init(Context& ctx, const InitOptions& opts);
 

@@ -7,6 +7,15 @@ void CoreCommands::add_to(CLI::App& cli) {
   init_->add_option("--chunk-size", init_opts_.chunk_size, "Chunk size, a power of two from 64K to 16M");
   init_->add_option("--compression-level,--compression", init_opts_.compression_level, "zstd level, 1 to 19");
   init_->add_option("--pack-size", init_opts_.pack_size, "Size at which a pack file is finished");
+  init_->add_option("--encryption", init_opts_.encryption,
+                    "authenticated (the default: chunks, manifests and names sealed with a key from your passphrase) "
+                    "or none");
+  init_->add_option("--cipher", init_opts_.cipher, "auto (AES-256-GCM with AES-NI, else XChaCha20-Poly1305), "
+                                                   "xchacha20-poly1305 or aes-256-gcm");
+  init_->add_option("--key-mode", init_opts_.key_mode,
+                    "repokey (the wrapped key lives in the repository) or keyfile (in --key-file, outside it)");
+  init_->add_option("--kdf-ops", init_opts_.kdf_ops, "Argon2id passes for the passphrase");
+  init_->add_option("--kdf-mem", init_opts_.kdf_mem, "Argon2id memory for the passphrase");
 
   backup_ = cli.add_subcommand("backup", "Snapshot DEVICEs together and store what changed as a new generation");
   backup_->add_option("DEVICE", backup_opts_.devices, "Block devices (or image files with --module sim:DIR)")

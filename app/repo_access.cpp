@@ -1,5 +1,7 @@
 #include "app/repo_access.h"
 
+#include "app/passphrase.h"
+
 namespace blkvault::app {
 
 Status require_repo_path(const Context& ctx) {
@@ -15,6 +17,9 @@ Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool wri
   options.write = write;
   options.lock_wait_s = ctx.lock_wait_s;
   options.log = &ctx.out;
+  options.key_file = ctx.key_file;
+  options.cache_dir = ctx.cache_dir;
+  options.passphrase = [&ctx]() { return read_passphrase(ctx, "repository " + ctx.repo, /*confirm=*/false); };
   // The repository's errors already name its path and say what to do.
   return repo::Repository::open(ctx.repo, options);
 }

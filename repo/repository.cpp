@@ -832,6 +832,13 @@ std::string Repository::index_path() const { return impl_->index_path(); }
 
 Status Repository::Impl::unlock(const OpenOptions& options) {
   // The key files to try: the repository's (repokey) or the one given (keyfile).
+  key_file = options.key_file;
+  if (!options.paper_key.empty()) {
+    BLKVAULT_TRY_ASSIGN(master, parse_paper_key(options.paper_key, config.id));
+    BLKVAULT_TRY_ASSIGN(keys, Keys::derive(master->view(), config.cipher));
+    config.chunk_key = keys->chunk_key();
+    return {};
+  }
   std::vector<std::pair<std::string, std::string>> candidates;  // where, text
   if (config.key_mode == "keyfile") {
     if (options.key_file.empty()) {
@@ -857,16 +864,90 @@ Status Repository::Impl::unlock(const OpenOptions& options) {
   }
   BLKVAULT_TRY_ASSIGN(std::string pass, options.passphrase());
   for (const auto& [where, text] : candidates) {
-    auto master = unwrap_master_key(text, pass, where);
-    if (master) {
-      BLKVAULT_TRY_ASSIGN(keys, Keys::derive((*master)->view(), config.cipher));
+    auto unwrapped = unwrap_master_key(text, pass, where);
+    if (unwrapped) {
+      master = std::move(*unwrapped);
+      key_id = where;
+      BLKVAULT_TRY_ASSIGN(keys, Keys::derive(master->view(), config.cipher));
       config.chunk_key = keys->chunk_key();
       return {};
     }
-    if (master.error().code() != ErrorCode::kKey) logger().warning(master.error().message());
+    if (unwrapped.error().code() != ErrorCode::kKey) logger().warning(unwrapped.error().message());
   }
   return fail(ErrorCode::kKey, "wrong passphrase for repository " + path +
                                    (candidates.size() > 1 ? " (none of its " + std::to_string(candidates.size()) + " keys opens with it)" : ""));
+}
+
+Result<std::vector<KeyInfo>> Repository::list_keys() {
+  auto& impl = *impl_;
+  if (!impl.keys) return fail(ErrorCode::kInvalidArgument, "repository " + impl.path + " is not encrypted");
+  std::vector<KeyInfo> out;
+  auto info = [&](const std::string& where, const std::string& text) {
+    KeyInfo k;
+    k.where = where;
+    k.current = where == impl.key_id;
+    try {
+      const auto j = nlohmann::json::parse(text);
+      k.id = j.at("id").get<std::string>();
+      k.created = j.at("created").get<std::string>();
+    } catch (const std::exception&) {
+      k.id = "(unreadable)";
+    }
+    out.push_back(k);
+  };
+  if (impl.config.key_mode == "keyfile") {
+    BLKVAULT_TRY_ASSIGN(auto text, read_file(impl.key_file));
+    info(impl.key_file, text);
+  } else {
+    BLKVAULT_TRY_ASSIGN(auto names, impl.storage->list("keys/"));
+    for (const auto& n : names) {
+      BLKVAULT_TRY_ASSIGN(auto bytes, impl.storage->get(n));
+      info(n, std::string(bytes.begin(), bytes.end()));
+    }
+  }
+  return out;
+}
+
+Result<std::string> Repository::add_key(std::string_view passphrase, const KdfParams& kdf) {
+  auto& impl = *impl_;
+  if (!impl.keys) return fail(ErrorCode::kInvalidArgument, "repository " + impl.path + " is not encrypted");
+  if (!impl.lock) return fail(ErrorCode::kInternal, "add_key needs the repository opened for writing");
+  if (passphrase.empty()) return fail(ErrorCode::kInvalidArgument, "the new passphrase cannot be empty");
+  const std::string id = random_hex(8);
+  BLKVAULT_TRY_ASSIGN(auto text, wrap_master_key(*impl.master, passphrase, kdf, id, rfc3339_utc(now_ms())));
+  if (impl.config.key_mode == "keyfile") {
+    BLKVAULT_TRY(write_file_atomic(impl.key_file, text, 0600));
+    impl.key_id = impl.key_file;
+    return id;
+  }
+  BLKVAULT_TRY(impl.storage->put("keys/" + id, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
+  return id;
+}
+
+Status Repository::remove_key(std::string_view id) {
+  auto& impl = *impl_;
+  if (!impl.keys) return fail(ErrorCode::kInvalidArgument, "repository " + impl.path + " is not encrypted");
+  if (!impl.lock) return fail(ErrorCode::kInternal, "remove_key needs the repository opened for writing");
+  if (impl.config.key_mode == "keyfile") {
+    return fail(ErrorCode::kInvalidArgument, "a keyfile repository has one key file; change its passphrase instead");
+  }
+  BLKVAULT_TRY_ASSIGN(auto keys, list_keys());
+  const KeyInfo* found = nullptr;
+  for (const auto& k : keys) {
+    if (k.id == id) found = &k;
+  }
+  if (found == nullptr) return fail(ErrorCode::kNotFound, "no key " + std::string(id) + " in repository " + impl.path);
+  if (found->current) {
+    return fail(ErrorCode::kInvalidArgument,
+                "key " + std::string(id) + " is the one this session opened the repository with; use another to remove it");
+  }
+  if (keys.size() == 1) return fail(ErrorCode::kInvalidArgument, "key " + std::string(id) + " is the last key");
+  return impl.storage->remove(found->where);
+}
+
+std::string Repository::paper_key() const {
+  if (!impl_->master) return {};
+  return repo::paper_key(*impl_->master, impl_->config.id);
 }
 
 namespace {

@@ -190,6 +190,14 @@ struct GcReport {
   std::vector<std::string> warnings;  // e.g. a damaged pack that could not be rewritten
 };
 
+// One key file of an encrypted repository.
+struct KeyInfo {
+  std::string id;
+  std::string created;
+  std::string where;     // "keys/<id>" or the key file's path
+  bool current = false;  // the one that opened this session
+};
+
 struct RepoStats {
   uint64_t packs = 0;
   uint64_t pack_bytes = 0;
@@ -243,6 +251,8 @@ struct OpenOptions {
   std::function<std::unique_ptr<Storage>(std::unique_ptr<Storage>)> wrap_storage;
   // Encrypted repositories: asked once, only when needed.
   std::function<Result<std::string>()> passphrase;
+  // Instead of a passphrase: the master key's paper backup (blkvault key import).
+  std::string paper_key;
   std::string key_file;   // keyfile mode: the key file's path
   // The index of an encrypted repository is kept on this host, never in the
   // repository: <cache_dir>/<repository id>/index.sqlite. Empty: $BLKVAULT_CACHE_DIR,
@@ -302,6 +312,16 @@ class Repository {
 
   // Recreates the index from packs and manifests. REQUIRES: opened with write.
   Status rebuild_index();
+
+  // Key management of an encrypted repository (kInvalidArgument when it is
+  // not encrypted). REQUIRES: opened with write, except list_keys/paper_key.
+  Result<std::vector<KeyInfo>> list_keys();
+  // A new repokey (keys/<id>) for `passphrase`; returns its id. In keyfile
+  // mode: rewrites the key file (there is one), i.e. changes its passphrase.
+  Result<std::string> add_key(std::string_view passphrase, const KdfParams& kdf);
+  // Refuses the key that opened this session and the last key.
+  Status remove_key(std::string_view id);
+  std::string paper_key() const;
 
   // Removes committed generations: publishes a tombstone for each, then marks
   // it pruned in the index. Space comes back with gc(). REQUIRES: opened with write.

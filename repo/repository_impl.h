@@ -34,6 +34,9 @@ struct Repository::Impl {
   std::optional<sql::Db> db;
 
   std::shared_ptr<const Keys> keys;  // encrypted repositories
+  std::unique_ptr<Secret> master;    // encrypted: the master key (locked memory)
+  std::string key_id;                // the key file that opened it ("" from a paper key)
+  std::string key_file;              // keyfile mode: its path
   std::string index_file;           // <repo>/index.sqlite, or in the cache dir when encrypted
 
   Logger& logger() { return log != nullptr ? *log : null_log; }

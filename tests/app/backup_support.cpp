@@ -18,13 +18,23 @@ std::string random_bytes(std::mt19937_64& rng, size_t n) {
 
 CliRun BackupCliTest::bv(const std::vector<std::string>& args, const std::string& stdin_path,
                          const std::vector<std::string>& extra_env) {
-  std::vector<std::string> env = {"BLKVAULT_REPO=" + repo_, "BLKVAULT_MODULE=" + sim_};
+  // Repositories are encrypted by default: every CLI test runs encrypted.
+  std::vector<std::string> env = {"BLKVAULT_REPO=" + repo_, "BLKVAULT_MODULE=" + sim_,
+                                  "BLKVAULT_PASSWORD=" + std::string(kPassphrase), "BLKVAULT_CACHE_DIR=" + dir_ / "cache"};
   env.insert(env.end(), extra_env.begin(), extra_env.end());
   return run_blkvault(args, env, stdin_path);
 }
 
+repo::OpenOptions BackupCliTest::repo_options(bool write) {
+  repo::OpenOptions o;
+  o.write = write;
+  o.cache_dir = dir_ / "cache";
+  o.passphrase = []() -> Result<std::string> { return std::string(kPassphrase); };
+  return o;
+}
+
 void BackupCliTest::init_repo() {
-  auto r = bv({"init", "--chunk-size", std::to_string(kChunk)});
+  auto r = bv({"init", "--chunk-size", std::to_string(kChunk), "--kdf-ops", "1", "--kdf-mem", "64K"});
   ASSERT_EQ(r.exit_status, 0) << r.err;
 }
 

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli_support.h"
+#include "repo/repository.h"
 
 namespace blkvault::test {
 
@@ -24,6 +25,7 @@ uint64_t test_seed();
 class BackupCliTest : public ::testing::Test {
  protected:
   static constexpr uint64_t kChunk = 128 << 10;  // the repository's chunk size (2 CBT blocks of 64 KiB)
+  static constexpr const char* kPassphrase = "test passphrase";  // BLKVAULT_PASSWORD of every run
 
   TempDir dir_;
   std::string repo_ = dir_ / "repo";
@@ -33,6 +35,8 @@ class BackupCliTest : public ::testing::Test {
   // Runs blkvault with BLKVAULT_REPO and BLKVAULT_MODULE set to this fixture's.
   CliRun bv(const std::vector<std::string>& args, const std::string& stdin_path = "",
             const std::vector<std::string>& extra_env = {});
+  // Options to open this fixture's (encrypted) repository in-process.
+  repo::OpenOptions repo_options(bool write = false);
   // init with kChunk; asserts success.
   void init_repo();
   // backup --json of `devices` (small diff storage); asserts exit 0 and returns the result object.

@@ -24,7 +24,7 @@ class BackupFailureTest : public BackupCliTest {
  protected:
   // The generations as the repository records them (failed runs included).
   std::vector<repo::GenerationInfo> generations() {
-    auto r = repo::Repository::open(repo_, {});
+    auto r = repo::Repository::open(repo_, repo_options());
     EXPECT_TRUE(r) << r.error().message();
     if (!r) return {};
     auto g = (*r)->generations();
@@ -226,6 +226,10 @@ TEST_F(BackupFailureTest, SigintFromOutsideWhileTheSnapshotIsHeldExits130AndRele
     const std::string repo_env = "BLKVAULT_REPO=" + repo_, module_env = "BLKVAULT_MODULE=" + sim_;
     ::putenv(const_cast<char*>(repo_env.c_str()));
     ::putenv(const_cast<char*>(module_env.c_str()));
+    const std::string pass_env = "BLKVAULT_PASSWORD=" + std::string(kPassphrase);
+    const std::string cache_env = "BLKVAULT_CACHE_DIR=" + dir_ / "cache";
+    ::putenv(const_cast<char*>(pass_env.c_str()));
+    ::putenv(const_cast<char*>(cache_env.c_str()));
     ::putenv(const_cast<char*>("BLKVAULT_SIM_AFTER_TAKE=sleep 1"));  // holds the snapshot a moment
     ::execl(BLKVAULT_BINARY, BLKVAULT_BINARY, "backup", "--diff-storage-size", "4M", "--diff-storage-limit", "16M",
             a.c_str(), static_cast<char*>(nullptr));

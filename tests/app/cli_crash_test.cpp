@@ -29,7 +29,8 @@ class CrashTest : public BackupCliTest {
  protected:
   void SetUp() override {
     // Small packs: a backup publishes many files, so it has many crash points.
-    auto r = bv({"init", "--chunk-size", std::to_string(kChunk), "--pack-size", std::to_string(kChunk)});
+    auto r = bv({"init", "--chunk-size", std::to_string(kChunk), "--pack-size", std::to_string(kChunk), "--kdf-ops",
+                 "1", "--kdf-mem", "64K"});
     ASSERT_EQ(r.exit_status, 0) << r.err;
     a_ = make_device("a.img", 12 * kChunk, 11);
     b_ = make_device("b.img", 6 * kChunk + 512, 12);
@@ -42,7 +43,7 @@ class CrashTest : public BackupCliTest {
     }
     pristine_ = dir_ / "pristine";
     fs::create_directories(pristine_);
-    for (const char* n : {"repo", "sim", "a.img", "b.img"}) {
+    for (const char* n : {"repo", "sim", "a.img", "b.img", "cache"}) {
       fs::copy(dir_ / n, pristine_ + "/" + n, fs::copy_options::recursive);
     }
   }
@@ -56,7 +57,7 @@ class CrashTest : public BackupCliTest {
   }
 
   void reset_state() {
-    for (const char* n : {"repo", "sim", "a.img", "b.img"}) {
+    for (const char* n : {"repo", "sim", "a.img", "b.img", "cache"}) {
       fs::remove_all(dir_ / n);
       fs::copy(pristine_ + "/" + n, dir_ / n, fs::copy_options::recursive);
     }
@@ -202,7 +203,7 @@ TEST_F(CrashTest, PruneAndGcKilledAtAnyPointLoseNothingAndARerunFinishes) {
       // gc with garbage to collect: generation 1 removed beforehand.
       reset_state();
       ASSERT_EQ(bv({"-q", "prune", "--keep-last", "1"}).exit_status, 0);
-      for (const char* n : {"repo"}) {
+      for (const char* n : {"repo", "cache"}) {
         fs::remove_all(pristine_ + "/" + n);
         fs::copy(dir_ / n, pristine_ + "/" + n, fs::copy_options::recursive);
       }

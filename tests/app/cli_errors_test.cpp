@@ -60,7 +60,8 @@ TEST_F(CliErrors, InitRefusesANonEmptyDirectoryAndAnExistingRepository) {
   r = bv({"init"});
   ASSERT_EQ(r.exit_status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("created repository " + repo_ + " (id ", 0), 0u) << r.out;
-  EXPECT_NE(r.out.find("): chunks of 1.0 MiB, zstd level 3, packs of up to 64.0 MiB\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("): chunks of 1.0 MiB, zstd level 3, packs of up to 64.0 MiB, encrypted with "), std::string::npos)
+      << r.out;
   r = bv({"init"});
   EXPECT_EQ(r.exit_status, 2);
   EXPECT_EQ(r.err, "blkvault: " + repo_ + " is already a repository (it has a config file)\n");

@@ -25,8 +25,7 @@ class InspectCliTest : public BackupCliTest {
   }
   // Flips one byte inside the stored data of `device`'s chunk at `chunk` in generation 1.
   void damage_chunk(const std::string& device, uint64_t chunk) {
-    repo::OpenOptions o;
-    auto repo = repo::Repository::open(repo_, o);
+    auto repo = repo::Repository::open(repo_, repo_options());
     ASSERT_TRUE(repo) << repo.error().message();
     auto img = (*repo)->device_image(1, device);
     ASSERT_TRUE(img) << img.error().message();
@@ -164,7 +163,8 @@ TEST_F(InspectCliTest, StatusShowsModuleRepositoryAndLockHolder) {
 
 TEST_F(InspectCliTest, StatusWithoutAModuleStillReportsTheRepository) {
   two_generations();
-  auto r = run_blkvault({"status"}, {"BLKVAULT_REPO=" + repo_, "BLKVAULT_MODULE=/nonexistent/veeamblksnap"});
+  auto r = run_blkvault({"status"}, {"BLKVAULT_REPO=" + repo_, "BLKVAULT_MODULE=/nonexistent/veeamblksnap",
+                                     "BLKVAULT_PASSWORD=" + std::string(kPassphrase), "BLKVAULT_CACHE_DIR=" + dir_ / "cache"});
   ASSERT_EQ(r.exit_status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("module: not available: ", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("repository: " + repo_), std::string::npos);
