@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "repo/chunk_codec.h"
+#include "repo/crypto.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace blkvault::repo;
@@ -12,10 +13,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return k;
   }();
   static ChunkCodec codec(3);
+  // The same bytes against an encrypted repository's codec: never opens
+  // unless sealed with its key.
+  static std::shared_ptr<const Keys> keys = [] {
+    Secret master(kMasterKeyBytes);
+    for (size_t i = 0; i < master.size(); ++i) master.data()[i] = static_cast<uint8_t>(i);
+    return *Keys::derive(master.view(), Cipher::kXChaCha20Poly1305);
+  }();
+  static ChunkCodec sealed_codec(3, keys);
   std::span<const uint8_t> bytes(data, size);
   if (bytes.size() < BlobHeader::kSize) return 0;
   auto h = BlobHeader::decode(bytes.first(BlobHeader::kSize), "fuzz");
   if (!h) return 0;
+  auto enc = sealed_codec.open(*h, bytes.subspan(BlobHeader::kSize), keys->chunk_key(), "fuzz");
+  if (enc && enc->size() != h->raw_size) std::abort();
   auto out = codec.open(*h, bytes.subspan(BlobHeader::kSize), key, "fuzz");
   if (out) {
     // What opens must be exactly what the header promises, under our key.
