@@ -20,16 +20,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string utc_time(int64_t ms) {
-  if (ms <= 0) return "-";
-  const time_t secs = static_cast<time_t>(ms / 1000);
-  struct tm tm {};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
-}
-
 double duration_s(const repo::GenerationInfo& g) {
   return g.finished_ms > g.started_ms ? static_cast<double>(g.finished_ms - g.started_ms) / 1000.0 : 0.0;
 }
@@ -49,7 +39,7 @@ json generation_json(const repo::GenerationInfo& g) {
   for (const auto& d : g.devices) devs.push_back(device_json(d));
   return {{"id", g.id},
           {"state", std::string(repo::to_string(g.state))},
-          {"started", utc_time(g.started_ms)},
+          {"started", format_time_utc(g.started_ms)},
           {"started_ms", g.started_ms},
           {"duration_s", duration_s(g)},
           {"host", g.host},
@@ -96,7 +86,7 @@ Status cmd_list_impl(Context& ctx, const ListOptions& opts) {
       arr.push_back(std::move(j));
       const std::string note = !d->complete ? "failed: " + d->error : d->reason;
       text += fmt::format("{:>5}  {:<19}  {:<11}  {:<11}  {:>10}  {:>10}  {:>10}  {:>10}  {}\n", g.id,
-                          utc_time(g.started_ms), repo::to_string(g.state), d->mode, format_bytes(d->size_bytes),
+                          format_time_utc(g.started_ms), repo::to_string(g.state), d->mode, format_bytes(d->size_bytes),
                           format_bytes(d->changed_bytes), format_bytes(d->read_bytes), format_bytes(d->stored_bytes),
                           note);
     } else {
@@ -109,7 +99,7 @@ Status cmd_list_impl(Context& ctx, const ListOptions& opts) {
         stored += d.stored_bytes;
       }
       text += fmt::format("{:>5}  {:<19}  {:<11}  {:>7}  {:>10}  {:>10}  {:>10}  {:>10}  {:>9}\n", g.id,
-                          utc_time(g.started_ms), repo::to_string(g.state), g.devices.size(), format_bytes(size),
+                          format_time_utc(g.started_ms), repo::to_string(g.state), g.devices.size(), format_bytes(size),
                           format_bytes(changed), format_bytes(read), format_bytes(stored),
                           format_duration(duration_s(g)));
       if (g.state == repo::GenerationState::kFailed && !g.error.empty()) text += "       failed: " + g.error + "\n";
@@ -280,9 +270,9 @@ Status cmd_status_impl(Context& ctx) {
         if (!d.complete || std::find(seen.begin(), seen.end(), d.name) != seen.end()) continue;
         seen.push_back(d.name);
         if (seen.size() == 1) text += "  last good backup per device:\n";
-        text += fmt::format("    {}: generation {} at {} UTC ({}, {})\n", d.name, it->id, utc_time(it->finished_ms),
+        text += fmt::format("    {}: generation {} at {} UTC ({}, {})\n", d.name, it->id, format_time_utc(it->finished_ms),
                             d.mode, format_bytes(d.size_bytes));
-        last.push_back({{"device", d.name}, {"generation", it->id}, {"finished", utc_time(it->finished_ms)},
+        last.push_back({{"device", d.name}, {"generation", it->id}, {"finished", format_time_utc(it->finished_ms)},
                         {"finished_ms", it->finished_ms}});
       }
     }

@@ -83,15 +83,7 @@ Status KeyCommands::run(Context& ctx) {
     } else {
       paper.assign(std::istreambuf_iterator<char>(std::cin), {});
     }
-    BLKVAULT_TRY(require_repo_path(ctx));
-    repo::OpenOptions o;
-    o.write = true;
-    o.lock_wait_s = ctx.lock_wait_s;
-    o.log = &ctx.out;
-    o.key_file = ctx.key_file;
-    o.cache_dir = ctx.cache_dir;
-    o.paper_key = paper;
-    BLKVAULT_TRY_ASSIGN(auto r, repo::Repository::open(ctx.repo, o));
+    BLKVAULT_TRY_ASSIGN(auto r, open_repository(ctx, true, paper));
     BLKVAULT_TRY(require_encrypted(*r, ctx.repo));
     BLKVAULT_TRY_ASSIGN(auto pass, read_new_passphrase(ctx, new_password_file_));
     BLKVAULT_TRY_ASSIGN(auto id, r->add_key(pass, kdf));

@@ -11,15 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string local_time(int64_t ms) {
-  const time_t secs = static_cast<time_t>(ms / 1000);
-  struct tm tm {};
-  localtime_r(&secs, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %Z", &tm);
-  return buf;
-}
-
 json gc_json(const repo::GcReport& r) {
   return {{"packs_before", r.packs_before},   {"bytes_before", r.bytes_before},
           {"packs_after", r.packs_after},     {"bytes_after", r.bytes_after},
@@ -63,7 +54,7 @@ Status cmd_prune(Context& ctx, const PruneOptions& opts) {
   for (const auto& d : decisions) {
     std::string reasons;
     for (const auto& r : d.reasons) reasons += (reasons.empty() ? "" : ", ") + r;
-    text += fmt::format("{:<6}  {:>5}  {}  {}\n", d.keep ? "keep" : "remove", d.id, local_time(d.started_ms),
+    text += fmt::format("{:<6}  {:>5}  {}  {}\n", d.keep ? "keep" : "remove", d.id, format_time_local(d.started_ms),
                         d.keep ? reasons : "no rule keeps it");
     arr.push_back({{"id", d.id}, {"started_ms", d.started_ms}, {"keep", d.keep}, {"reasons", d.reasons}});
     if (!d.keep) remove.push_back(d.id);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <ctime>
 
 #include <fmt/format.h>
 
@@ -219,5 +220,24 @@ Result<uint64_t> parse_size(std::string_view text) {
   if (mult == 1 && frac != 0) return bad();
   return value;
 }
+
+namespace {
+std::string format_time(int64_t ms, bool local) {
+  if (ms <= 0) return "-";
+  const time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm tm {};
+  if (local) {
+    localtime_r(&secs, &tm);
+  } else {
+    gmtime_r(&secs, &tm);
+  }
+  char buf[48];
+  std::strftime(buf, sizeof buf, local ? "%Y-%m-%d %H:%M:%S %Z" : "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+}  // namespace
+
+std::string format_time_utc(int64_t ms) { return format_time(ms, false); }
+std::string format_time_local(int64_t ms) { return format_time(ms, true); }
 
 }  // namespace blkvault::app

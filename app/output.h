@@ -84,6 +84,11 @@ class Output final : public Logger {
   std::chrono::steady_clock::time_point last_draw_{};
 };
 
+// A Unix time in milliseconds as "2026-11-25 06:00:00" (UTC), or in the local
+// time zone with its abbreviation ("2026-11-25 07:00:00 CET"); "-" for 0.
+std::string format_time_utc(int64_t ms);
+std::string format_time_local(int64_t ms);
+
 // "1.5 GiB", "512 B"; "123.4 MiB/s"; "1h02m03s".
 std::string format_bytes(uint64_t bytes);
 std::string format_rate(double bytes_per_second);

@@ -11,7 +11,7 @@ Status require_repo_path(const Context& ctx) {
   return {};
 }
 
-Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write) {
+Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write, const std::string& paper_key) {
   BLKVAULT_TRY(require_repo_path(ctx));
   repo::OpenOptions options;
   options.write = write;
@@ -20,6 +20,7 @@ Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool wri
   options.key_file = ctx.key_file;
   options.cache_dir = ctx.cache_dir;
   options.passphrase = [&ctx]() { return read_passphrase(ctx, "repository " + ctx.repo, /*confirm=*/false); };
+  options.paper_key = paper_key;
   // The repository's errors already name its path and say what to do.
   return repo::Repository::open(ctx.repo, options);
 }

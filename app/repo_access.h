@@ -16,6 +16,8 @@ Status require_repo_path(const Context& ctx);
 
 // Opens ctx.repo (for writing: takes the writer lock, waiting ctx.lock_wait_s).
 // Errors are the repository's (kNotFound, kLocked, kUnsupported, ...), which name the path.
-Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write);
+// `paper_key`: open an encrypted repository with the master key's paper backup
+// instead of a passphrase (key import).
+Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write, const std::string& paper_key = "");
 
 }  // namespace blkvault::app

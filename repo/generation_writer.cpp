@@ -92,12 +92,6 @@ class GenWriter final : public GenerationWriter {
   Result<bool> store(const ChunkId& id, std::span<const uint8_t> data, uint64_t* stored_bytes);
 
  private:
-  struct Codecs {
-    std::mutex mu;
-    std::vector<std::unique_ptr<ChunkCodec>> free;
-  };
-  std::unique_ptr<ChunkCodec> take_codec();
-  void give_codec(std::unique_ptr<ChunkCodec> c);
   Status finish_pack_locked();  // REQUIRES: pack_mu_ held
   Result<GenerationInfo> commit_locked(bool partial);
 
@@ -115,7 +109,7 @@ class GenWriter final : public GenerationWriter {
   std::vector<std::pair<std::string, uint64_t>> packs_;  // name, size (published or current)
   std::vector<NewChunk> new_chunks_;
 
-  Codecs codecs_;
+  CodecPool codecs_{repo_};
 };
 
 Status DevWriter::put(uint64_t chunk_index, std::span<const uint8_t> data) {
@@ -196,19 +190,6 @@ Result<std::vector<MapEntry>> DevWriter::delta(Repository::Impl& repo) {
   return out;
 }
 
-std::unique_ptr<ChunkCodec> GenWriter::take_codec() {
-  std::lock_guard g(codecs_.mu);
-  if (codecs_.free.empty()) return repo_.make_codec();
-  auto c = std::move(codecs_.free.back());
-  codecs_.free.pop_back();
-  return c;
-}
-
-void GenWriter::give_codec(std::unique_ptr<ChunkCodec> c) {
-  std::lock_guard g(codecs_.mu);
-  codecs_.free.push_back(std::move(c));
-}
-
 Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, uint64_t* stored_bytes) {
   {
     std::lock_guard g(chunks_mu_);
@@ -220,9 +201,9 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
     if (in_index) return false;
     known_.emplace(id, true);  // reserved: another thread with the same chunk references it
   }
-  auto codec = take_codec();
+  auto codec = codecs_.take();
   auto blob = codec->seal(id, data);
-  give_codec(std::move(codec));
+  codecs_.give(std::move(codec));
   if (!blob) return tl::unexpected(std::move(blob).error());
 
   std::lock_guard g(pack_mu_);

@@ -32,22 +32,8 @@
 
 namespace blkvault::repo {
 
-std::string tombstone_name(GenerationId id) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(id));
-  return std::string("pruned/") + buf;
-}
-
-std::optional<GenerationId> parse_tombstone_name(std::string_view name) {
-  constexpr std::string_view kDir = "pruned/";
-  if (name.substr(0, kDir.size()) != kDir) return std::nullopt;
-  name.remove_prefix(kDir.size());
-  if (name.size() != 20) return std::nullopt;
-  GenerationId id = 0;
-  auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
-  if (ec != std::errc() || p != name.data() + name.size()) return std::nullopt;
-  return id;
-}
+std::string tombstone_name(GenerationId id) { return numbered_name("pruned/", id); }
+std::optional<GenerationId> parse_tombstone_name(std::string_view name) { return parse_numbered_name("pruned/", name); }
 
 Status Repository::forget(const std::vector<GenerationId>& ids) {
   if (!impl_->lock) return fail(ErrorCode::kInternal, "forget needs the repository opened for writing");

@@ -56,22 +56,24 @@ DeviceRecord device_from_json(const json& j) {
 
 }  // namespace
 
-std::string manifest_name(GenerationId id) {
+std::string numbered_name(std::string_view dir, uint64_t id) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(id));
-  return std::string("manifests/") + buf;
+  return std::string(dir) + buf;
 }
 
-std::optional<GenerationId> parse_manifest_name(std::string_view name) {
-  constexpr std::string_view kPrefixDir = "manifests/";
-  if (name.substr(0, kPrefixDir.size()) != kPrefixDir) return std::nullopt;
-  name.remove_prefix(kPrefixDir.size());
+std::optional<uint64_t> parse_numbered_name(std::string_view dir, std::string_view name) {
+  if (name.substr(0, dir.size()) != dir) return std::nullopt;
+  name.remove_prefix(dir.size());
   if (name.size() != 20) return std::nullopt;
-  GenerationId id = 0;
+  uint64_t id = 0;
   auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
   if (ec != std::errc() || p != name.data() + name.size()) return std::nullopt;
   return id;
 }
+
+std::string manifest_name(GenerationId id) { return numbered_name("manifests/", id); }
+std::optional<GenerationId> parse_manifest_name(std::string_view name) { return parse_numbered_name("manifests/", name); }
 
 std::vector<uint8_t> Manifest::encode() const {
   json h = {{"repository", repository_id},

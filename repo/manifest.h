@@ -47,6 +47,9 @@ struct Manifest {
 // "manifests/00000000000000000042"; parse_manifest_name is its inverse
 // (nullopt for any other name, e.g. a leftover temp file).
 std::string manifest_name(GenerationId id);
+// The same for any "<dir>/<20 digits>" name (tombstones: "pruned/").
+std::string numbered_name(std::string_view dir, uint64_t id);
+std::optional<uint64_t> parse_numbered_name(std::string_view dir, std::string_view name);
 std::optional<GenerationId> parse_manifest_name(std::string_view name);
 
 }  // namespace blkvault::repo

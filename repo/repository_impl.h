@@ -79,6 +79,28 @@ struct Repository::Impl {
   Result<DeviceImage> device_image_locked(GenerationId generation, std::string_view device);
 };
 
+// Codecs (each holds zstd contexts) reused by worker threads. Thread-safe.
+class CodecPool {
+ public:
+  explicit CodecPool(const Repository::Impl& repo) : repo_(repo) {}
+  std::unique_ptr<ChunkCodec> take() {
+    std::lock_guard g(mu_);
+    if (free_.empty()) return repo_.make_codec();
+    auto c = std::move(free_.back());
+    free_.pop_back();
+    return c;
+  }
+  void give(std::unique_ptr<ChunkCodec> c) {
+    std::lock_guard g(mu_);
+    free_.push_back(std::move(c));
+  }
+
+ private:
+  const Repository::Impl& repo_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<ChunkCodec>> free_;
+};
+
 // "pruned/00000000000000000042" and its inverse.
 std::string tombstone_name(GenerationId id);
 std::optional<GenerationId> parse_tombstone_name(std::string_view name);

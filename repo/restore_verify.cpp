@@ -117,25 +117,12 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
 
   std::mutex progress_mu;
   std::atomic<uint64_t> written{0};
-  std::mutex codec_mu;
-  std::vector<std::unique_ptr<ChunkCodec>> codecs;
+  CodecPool codecs(*impl_);
   auto st = parallel_for(image.chunks.size(), threads, cancel, [&](size_t i) -> Status {
-    std::unique_ptr<ChunkCodec> codec;
-    {
-      std::lock_guard g(codec_mu);
-      if (codecs.empty()) {
-        codec = impl_->make_codec();
-      } else {
-        codec = std::move(codecs.back());
-        codecs.pop_back();
-      }
-    }
+    auto codec = codecs.take();
     const auto& ref = image.chunks[i];
     auto data = read_chunk(image, ref, *codec);
-    {
-      std::lock_guard g(codec_mu);
-      codecs.push_back(std::move(codec));
-    }
+    codecs.give(std::move(codec));
     if (!data) return tl::unexpected(std::move(data).error());
     BLKVAULT_TRY(sink.write_at(ref.chunk_index * image.chunk_size, *data));
     written += data->size();
@@ -290,29 +277,16 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
   }
 
   if (options.data) {
-    std::mutex codec_mu;
-    std::vector<std::unique_ptr<ChunkCodec>> codecs;
+    CodecPool codecs(*impl_);
     std::atomic<uint64_t> bytes{0};
     std::mutex progress_mu;
     BLKVAULT_TRY(parallel_for(chunks.size(), options.threads, cancel, [&](size_t i) -> Status {
       const auto& c = chunks[i];
       if (!c.pack || bad_packs.count(*c.pack)) return {};
-      std::unique_ptr<ChunkCodec> codec;
-      {
-        std::lock_guard g(codec_mu);
-        if (codecs.empty()) {
-          codec = impl_->make_codec();
-        } else {
-          codec = std::move(codecs.back());
-          codecs.pop_back();
-        }
-      }
+      auto codec = codecs.take();
       auto data = read_blob(*impl_->storage, packs[*c.pack].first, c.offset, c.length, c.id, c.raw_size,
                             impl_->config.chunk_key, *codec);
-      {
-        std::lock_guard g(codec_mu);
-        codecs.push_back(std::move(codec));
-      }
+      codecs.give(std::move(codec));
       if (!data) {
         if (data.error().code() != ErrorCode::kCorrupt && data.error().code() != ErrorCode::kUnsupported) {
           // The storage failed to read (not the data): the check cannot go on.
