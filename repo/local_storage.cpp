@@ -106,7 +106,9 @@ Result<std::unique_ptr<LocalStorage>> LocalStorage::open(const std::string& root
   struct stat st {};
   if (::lstat(root.c_str(), &st) != 0) return fail_errno(fmt::format("opening repository {}", root));
   if (!S_ISDIR(st.st_mode)) return fail(ErrorCode::kInvalidArgument, fmt::format("{} is not a directory", root));
-  return std::unique_ptr<LocalStorage>(new LocalStorage(root));
+  std::string clean = root;
+  while (clean.size() > 1 && clean.back() == '/') clean.pop_back();
+  return std::unique_ptr<LocalStorage>(new LocalStorage(clean));
 }
 
 Result<std::string> LocalStorage::path_for(std::string_view name, bool create_dirs) {
@@ -169,14 +171,21 @@ Result<std::vector<std::string>> LocalStorage::list_names(std::string_view prefi
     struct stat st {};
     if (::lstat(start.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return out;
   }
+  // Another process may publish (link, then unlink a temp file) or delete
+  // files while we walk: an entry that vanishes is skipped, never an error.
   for (auto it = fs::recursive_directory_iterator(start, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
-    if (it->is_symlink()) {
-      if (it->is_directory()) it.disable_recursion_pending();
+    std::error_code st_ec;
+    const auto st = it->symlink_status(st_ec);
+    if (st_ec) continue;
+    if (fs::is_symlink(st)) {
+      it.disable_recursion_pending();
       continue;
     }
-    if (!it->is_regular_file()) continue;
-    std::string rel = fs::relative(it->path(), root_).generic_string();
+    if (!fs::is_regular_file(st)) continue;
+    const std::string full = it->path().generic_string();
+    if (full.size() <= root_.size() + 1 || full.compare(0, root_.size(), root_) != 0) continue;
+    std::string rel = full.substr(root_.size() + 1);
     const bool temp = rel.find(".tmp-") != std::string::npos;  // an unpublished write
     if (temp != unpublished) continue;
     if (rel.compare(0, prefix.size(), prefix) == 0) out.push_back(std::move(rel));

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "temp_dir.h"
 
 #include <filesystem>
@@ -97,6 +100,40 @@ TEST_F(LocalStorageTest, RefusesNamesThatClimbOutOrFollowSymlinks) {
   EXPECT_TRUE(fs::is_empty(root_ + "/elsewhere"));
   fs::create_symlink("/etc/hostname", root_ + "/link");
   EXPECT_FALSE(storage_->get("link"));
+}
+
+TEST_F(LocalStorageTest, ListingWhileAnotherWriterPublishesAndRemovesNeverFails) {
+  // A reader lists manifests while a writer publishes (temp file, link,
+  // unlink) and gc removes: entries that vanish mid-walk are skipped.
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 400; ++i) {
+      const std::string name = "manifests/" + std::to_string(100000 + i);
+      ASSERT_TRUE(storage_->put(name, bytes("x")));
+      if (i % 2 == 0) ASSERT_TRUE(storage_->remove(name));
+    }
+    stop = true;
+  });
+  int lists = 0;
+  while (!stop.load()) {
+    auto names = storage_->list("manifests/");
+    ASSERT_TRUE(names) << names.error().message();
+    for (const auto& n : *names) ASSERT_EQ(n.find(".tmp-"), std::string::npos) << n;
+    ++lists;
+  }
+  writer.join();
+  EXPECT_GT(lists, 0);
+  EXPECT_EQ(storage_->list("manifests/")->size(), 200u);
+}
+
+TEST(LocalStorageRootTest, ATrailingSlashInTheRootDoesNotChangeNames) {
+  test::TempDir dir;
+  auto s = LocalStorage::open(dir.path() + "/");
+  ASSERT_TRUE(s);
+  ASSERT_TRUE((*s)->put("packs/aa/x", std::vector<uint8_t>{1}));
+  auto names = (*s)->list("packs/");
+  ASSERT_TRUE(names);
+  EXPECT_EQ(*names, std::vector<std::string>{"packs/aa/x"});
 }
 
 }  // namespace
