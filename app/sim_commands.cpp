@@ -2,6 +2,10 @@
 
 #include <unistd.h>
 
+#include <fstream>
+#include <utility>
+#include <vector>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -14,8 +18,11 @@ void SimCommands::add_to(CLI::App& cli) {
   sim_->require_subcommand(1);
   write_ = sim_->add_subcommand("write", "Write stdin to DEVICE at --offset through the tracked path");
   write_->add_option("device", device_, "Device (image file) known to the simulation")->required();
-  write_->add_option("--offset", offset_, "Byte offset")->required();
-  write_->add_option("--length", length_, "Bytes to take from stdin (default: all of it)");
+  offset_option_ = write_->add_option("--offset", offset_, "Byte offset (or --extents)");
+  auto* length = write_->add_option("--length", length_, "Bytes to take from stdin (default: all of it)");
+  auto* extents = write_->add_option("--extents", extents_file_,
+                                     "Batch: FILE of OFFSET:LENGTH lines; stdin holds each extent's bytes in turn");
+  extents->excludes(offset_option_)->excludes(length);
   show_ = sim_->add_subcommand("show", "Show trackers and snapshots of the simulated module");
   drop_ = sim_->add_subcommand("drop-state", "Simulate a module reload: every tracker and snapshot vanishes");
   fault_ = sim_->add_subcommand("fault", "Inject faults into the simulated module (for tests)");
@@ -55,11 +62,53 @@ Result<std::string> read_stdin(std::optional<uint64_t> limit) {
   return data;
 }
 
+// One line of an --extents file: OFFSET:LENGTH (sizes as parse_size reads them).
+Result<std::pair<uint64_t, uint64_t>> parse_extent(const std::string& file, size_t line_no, const std::string& line) {
+  auto colon = line.find(':');
+  auto bad = [&](const std::string& why) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("{}:{}: '{}': {}", file, line_no, line, why));
+  };
+  if (colon == std::string::npos) return bad("expected OFFSET:LENGTH");
+  auto off = parse_size(line.substr(0, colon));
+  auto len = parse_size(line.substr(colon + 1));
+  if (!off || !len) return bad("expected OFFSET:LENGTH");
+  return std::pair{*off, *len};
+}
+
+// Batch mode: every extent is one tracked write, exactly as if `sim write
+// --offset OFFSET --length LENGTH` had run once per line, in file order, without
+// a process per extent.
+Result<uint64_t> write_extents(kernel::SimModule& sim, const std::string& device, const std::string& file) {
+  std::ifstream in(file);
+  if (!in) return fail_errno(fmt::format("opening extents file {}", file));
+  std::vector<std::pair<uint64_t, uint64_t>> extents;
+  std::string line;
+  for (size_t line_no = 1; std::getline(in, line); ++line_no) {
+    if (line.empty() || line[0] == '#') continue;
+    BLKVAULT_TRY_ASSIGN(auto ext, parse_extent(file, line_no, line));
+    extents.push_back(ext);
+  }
+  uint64_t total = 0;
+  for (const auto& [offset, length] : extents) {
+    BLKVAULT_TRY_ASSIGN(std::string data, read_stdin(length));
+    BLKVAULT_TRY(sim.write(device, offset, {reinterpret_cast<const uint8_t*>(data.data()), data.size()}));
+    total += length;
+  }
+  return total;
+}
+
 }  // namespace
 
 Status SimCommands::run(Context& ctx) {
   BLKVAULT_TRY_ASSIGN(auto sim, open_sim(ctx));
+  if (write_->parsed() && !extents_file_.empty()) {
+    BLKVAULT_TRY_ASSIGN(uint64_t total, write_extents(*sim, device_, extents_file_));
+    ctx.out.note(fmt::format("wrote {} bytes to {} through the simulated tracker (extents from {})", total, device_,
+                             extents_file_));
+    return {};
+  }
   if (write_->parsed()) {
+    if (offset_option_->count() == 0) return fail(ErrorCode::kInvalidArgument, "sim write needs --offset or --extents");
     BLKVAULT_TRY_ASSIGN(std::string data, read_stdin(length_));
     BLKVAULT_TRY(sim->write(device_, offset_, {reinterpret_cast<const uint8_t*>(data.data()), data.size()}));
     ctx.out.note(fmt::format("wrote {} bytes to {} at offset {} through the simulated tracker", data.size(), device_, offset_));

@@ -25,9 +25,11 @@ class SimCommands {
   CLI::App* show_ = nullptr;
   CLI::App* drop_ = nullptr;
   CLI::App* fault_ = nullptr;
+  CLI::Option* offset_option_ = nullptr;
   std::string device_;
   uint64_t offset_ = 0;
   std::optional<uint64_t> length_;
+  std::string extents_file_;  // batch mode: OFFSET:LENGTH lines
   std::string fault_storage_limit_;
   std::string fault_read_error_;  // OFFSET:LENGTH
   bool fault_lose_write_ = false;

@@ -22,6 +22,35 @@ TEST(CliSim, WriteChangesTheImageFileAtTheOffset) {
   EXPECT_EQ(after, before);
 }
 
+TEST(CliSim, BatchWriteTakesEachExtentFromStdinInTurn) {
+  TempDir dir;
+  std::string image = dir / "disk.img", data = dir / "data", extents = dir / "extents";
+  write_random_file(image, 2 << 20, 1);
+  { std::ofstream(data) << "helloWORLD!"; }
+  { std::ofstream(extents) << "4096:5\n# a comment\n\n1M:6\n"; }
+  std::string before = read_whole(image);
+  auto r = run_blkvault({"sim", "write", "--module", "sim:" + (dir / "sim"), image, "--extents", extents}, {}, data);
+  ASSERT_EQ(r.exit_status, 0) << r.err;
+  EXPECT_EQ(r.err, "wrote 11 bytes to " + image + " through the simulated tracker (extents from " + extents + ")\n");
+  before.replace(4096, 5, "hello");
+  before.replace(1 << 20, 6, "WORLD!");
+  EXPECT_EQ(read_whole(image), before);
+}
+
+TEST(CliSim, BatchWriteRefusesABadExtentLineAndAMissingOffset) {
+  TempDir dir;
+  std::string image = dir / "disk.img", data = dir / "data", extents = dir / "extents";
+  write_random_file(image, 1 << 20, 1);
+  { std::ofstream(data) << "abc"; }
+  { std::ofstream(extents) << "0:3\n12\n"; }
+  auto r = run_blkvault({"sim", "write", "--module", "sim:" + (dir / "sim"), image, "--extents", extents}, {}, data);
+  EXPECT_EQ(r.exit_status, 2);
+  EXPECT_EQ(r.err, "blkvault: " + extents + ":2: '12': expected OFFSET:LENGTH\n");
+  r = run_blkvault({"sim", "write", "--module", "sim:" + (dir / "sim"), image}, {}, data);
+  EXPECT_EQ(r.exit_status, 2);
+  EXPECT_EQ(r.err, "blkvault: sim write needs --offset or --extents\n");
+}
+
 TEST(CliSim, ShowListsNoTrackersOnAFreshModule) {
   TempDir dir;
   auto r = run_blkvault({"--json", "sim", "show", "--module", "sim:" + (dir / "sim")});
