@@ -16,6 +16,8 @@
 #include "app/inspect_commands.h"
 #include "app/key_commands.h"
 #include "app/maintenance_commands.h"
+#include "app/run_commands.h"
+#include "app/schedule_commands.h"
 #include "app/sim_commands.h"
 
 namespace blkvault::app {
@@ -108,6 +110,10 @@ int run_cli(int argc, char** argv) {
   sim_cmds.add_to(cli);
   ConfigCommands config_cmds;
   config_cmds.add_to(cli);
+  RunCommands run_cmds;
+  run_cmds.add_to(cli);
+  ScheduleCommands schedule_cmds;
+  schedule_cmds.add_to(cli);
 
   cli.add_subcommand("version", "Print the version");
 
@@ -148,6 +154,10 @@ int run_cli(int argc, char** argv) {
     st = sim_cmds.run(ctx);
   } else if (config_cmds.parsed()) {
     st = config_cmds.run(ctx);
+  } else if (run_cmds.parsed()) {
+    st = run_cmds.run(ctx);
+  } else if (schedule_cmds.parsed()) {
+    st = schedule_cmds.run(ctx, self_exe(argv[0]));
   } else {
     out.result(fmt::format("blkvault {}", BLKVAULT_VERSION));
     out.result_json({{"version", BLKVAULT_VERSION}});

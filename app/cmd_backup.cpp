@@ -274,9 +274,14 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   const auto t0 = Clock::now();
   if (opts.devices.empty()) return fail(ErrorCode::kInvalidArgument, "backup: no DEVICE given");
   BLKVAULT_TRY_ASSIGN(snapshot::SessionOptions session_opts, session_options(ctx, opts));
-  BLKVAULT_TRY(require_repo_path(ctx));
+  std::unique_ptr<repo::Repository> opened;
+  repo::Repository* repository = opts.repository;
+  if (repository == nullptr) BLKVAULT_TRY(require_repo_path(ctx));
   BLKVAULT_TRY_ASSIGN(auto module, open_module_for_snapshots(ctx));
-  BLKVAULT_TRY_ASSIGN(auto repository, open_repository(ctx, /*write=*/true));
+  if (repository == nullptr) {
+    BLKVAULT_TRY_ASSIGN(opened, open_repository(ctx, /*write=*/true));
+    repository = opened.get();
+  }
 
   std::vector<DeviceStart> starts;
   for (const auto& device : opts.devices) {
@@ -306,6 +311,10 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
     return fail(std::move(why));
   };
 
+  if (opts.after_snapshot) {
+    if (Status st = opts.after_snapshot(); !st) return give_up(std::move(st).error());
+  }
+
   auto gen_r = repository->begin_generation(host_name(), BLKVAULT_VERSION);
   if (!gen_r) return give_up(std::move(gen_r).error().wrap("starting a generation"));
   gen = std::move(*gen_r);
@@ -319,6 +328,7 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
 
   auto info = gen->commit(opts.partial);
   if (!info) return fail(std::move(info).error().wrap(fmt::format("committing generation {}", gen->id())));
+  if (opts.on_commit) opts.on_commit(info->id);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   print_backup_report(ctx.out, *info, reports, seconds);
   return partial_failure(*info, reports);

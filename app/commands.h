@@ -2,6 +2,7 @@
 // prints a failure as one line and maps its code to the exit status.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -9,6 +10,10 @@
 #include "app/output.h"
 #include "common/cancel.h"
 #include "common/error.h"
+
+namespace blkvault::repo {
+class Repository;
+}
 
 namespace blkvault::app {
 
@@ -46,6 +51,10 @@ struct BackupOptions {
   std::string diff_storage_limit = "16G";
   bool full = false;
   bool partial = false;
+  // Seams for `blkvault run` (app/run_commands.h); `backup` leaves them empty.
+  repo::Repository* repository = nullptr;  // an open writer (its lock held) to use instead of opening ctx.repo
+  std::function<Status()> after_snapshot;  // runs once the snapshot is taken; a failure ends the backup uncommitted
+  std::function<void(uint64_t generation)> on_commit;  // told the committed generation's id
 };
 Status cmd_backup(Context& ctx, const BackupOptions& opts);
 

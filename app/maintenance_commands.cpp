@@ -45,7 +45,12 @@ Result<repo::GcReport> run_gc(Context& ctx, repo::Repository& repo, bool dry_run
 }  // namespace
 
 Status cmd_prune(Context& ctx, const PruneOptions& opts) {
-  BLKVAULT_TRY_ASSIGN(auto repo, open_repository(ctx, true));
+  std::unique_ptr<repo::Repository> opened;
+  repo::Repository* repo = opts.repository;
+  if (repo == nullptr) {
+    BLKVAULT_TRY_ASSIGN(opened, open_repository(ctx, true));
+    repo = opened.get();
+  }
   BLKVAULT_TRY_ASSIGN(auto gens, repo->generations());
   BLKVAULT_TRY_ASSIGN(auto decisions, repo::apply_retention(gens, opts.policy));
   std::vector<repo::GenerationId> remove;

@@ -13,6 +13,7 @@ struct PruneOptions {
   repo::RetentionPolicy policy;
   bool dry_run = false;
   bool gc = false;  // run gc right after
+  repo::Repository* repository = nullptr;  // `blkvault run`: an open writer to use instead of opening ctx.repo
 };
 Status cmd_prune(Context& ctx, const PruneOptions& opts);
 

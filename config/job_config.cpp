@@ -13,7 +13,8 @@ namespace {
 
 constexpr std::string_view kRootKeys[] = {"module", "state-dir", "lock-wait", "repository",
                                           "diff-storage", "report", "job"};
-constexpr std::string_view kRepositoryKeys[] = {"path", "chunk-size", "compression", "pack-size"};
+constexpr std::string_view kRepositoryKeys[] = {"path", "chunk-size", "compression", "pack-size", "password-file",
+                                                "key-file"};
 constexpr std::string_view kDiffStorageKeys[] = {"dir", "size", "limit"};
 constexpr std::string_view kReportKeys[] = {"log-file", "syslog", "on-failure"};
 constexpr std::string_view kJobKeys[] = {"devices", "schedule", "retention", "hooks",
@@ -48,6 +49,8 @@ void read_repository(TomlReader& r, const toml::table& root, RepositoryConfig* o
     }
   }
   if (auto v = r.integer(*t, p, "compression", 1, 19)) out->compression_level = static_cast<int>(*v);
+  if (auto v = r.path(*t, p, "password-file")) out->password_file = *v;
+  if (auto v = r.path(*t, p, "key-file")) out->key_file = *v;
   if (auto v = r.size(*t, p, "pack-size")) {
     if (*v < out->chunk_size_bytes || *v > kMaxPack) {
       r.problem(t->get("pack-size")->source(), "repository.pack-size",

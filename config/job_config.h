@@ -32,6 +32,10 @@ struct RepositoryConfig {
   uint64_t chunk_size_bytes = 1ull << 20;   // power of two, 64 KiB .. 16 MiB
   int compression_level = 3;                // zstd, 1 .. 19
   uint64_t pack_size_bytes = 64ull << 20;   // chunk size .. 4 GiB
+  // How `blkvault run` opens an encrypted repository when neither the command
+  // line nor the environment says (app/passphrase.h): absolute, or empty.
+  std::string password_file;
+  std::string key_file;
 };
 
 // [diff-storage]: the snapshot's difference storage files.

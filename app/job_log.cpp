@@ -1,0 +1,99 @@
+#include "app/job_log.h"
+
+#include <fcntl.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "common/file_io.h"
+
+namespace blkvault::app {
+namespace {
+
+std::string local_timestamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::localtime_r(&now, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
+  std::string s = buf;
+  // +0100 -> +01:00 (RFC 3339).
+  if (s.size() >= 5) s.insert(s.size() - 2, ":");
+  return s;
+}
+
+}  // namespace
+
+std::string_view outcome_name(JobLog::Outcome outcome) {
+  switch (outcome) {
+    case JobLog::Outcome::kSuccess:
+      return "success";
+    case JobLog::Outcome::kFailure:
+      return "failure";
+    case JobLog::Outcome::kSkipped:
+      return "skipped";
+  }
+  return "failure";
+}
+
+Result<JobLog> JobLog::open(std::string job, const std::string& log_file, bool use_syslog, Output& out) {
+  UniqueFd fd;
+  if (!log_file.empty()) {
+    auto f = open_file(log_file, O_WRONLY | O_APPEND | O_CREAT, 0640);
+    if (!f) return fail(std::move(f).error().wrap("opening the log file"));
+    fd = std::move(*f);
+  }
+  return JobLog(std::move(job), std::move(fd), use_syslog, out);
+}
+
+JobLog JobLog::syslog_only(std::string job, bool use_syslog, Output& out) {
+  return JobLog(std::move(job), UniqueFd(), use_syslog, out);
+}
+
+void JobLog::write_line(std::string_view text) {
+  if (!fd_) return;
+  // One write(2) per line with O_APPEND: lines of concurrent runs never interleave.
+  std::string line = fmt::format("{} blkvault[{}]: job {}: {}\n", local_timestamp(), ::getpid(), job_, text);
+  Status st = write_full(fd_.get(), {reinterpret_cast<const uint8_t*>(line.data()), line.size()}, "the log file");
+  if (!st && write_problem_.empty()) write_problem_ = st.error().message();
+}
+
+void JobLog::line(std::string_view text) {
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    if (end > start) write_line(text.substr(start, end - start));
+    start = end + 1;
+  }
+}
+
+void JobLog::hook_output(std::string_view label, std::string_view output) {
+  size_t start = 0;
+  while (start < output.size()) {
+    size_t end = output.find('\n', start);
+    if (end == std::string_view::npos) end = output.size();
+    std::string text = fmt::format("{}: {}", label, output.substr(start, end - start));
+    if (fd_) {
+      write_line(text);
+    } else {
+      out_->log(LogLevel::kInfo, fmt::format("job {}: {}", job_, text));
+    }
+    start = end + 1;
+  }
+}
+
+void JobLog::outcome(Outcome outcome, std::string_view text) {
+  std::string line = fmt::format("{}: {}", outcome_name(outcome), text);
+  write_line(line);
+  if (!syslog_) return;
+  int priority = outcome == Outcome::kSuccess ? LOG_INFO : outcome == Outcome::kSkipped ? LOG_WARNING : LOG_ERR;
+  ::openlog("blkvault", LOG_PID, LOG_DAEMON);
+  ::syslog(priority, "job %s: %s", job_.c_str(), line.c_str());
+  ::closelog();
+}
+
+}  // namespace blkvault::app

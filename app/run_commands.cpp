@@ -1,0 +1,434 @@
+#include "app/run_commands.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "app/exit_codes.h"
+#include "app/hook_runner.h"
+#include "app/job_log.h"
+#include "app/maintenance_commands.h"
+#include "app/repo_access.h"
+#include "common/file_io.h"
+#include "repo/repository.h"
+
+namespace blkvault::app {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string now_rfc3339() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::localtime_r(&now, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
+  std::string s = buf;
+  if (s.size() >= 5) s.insert(s.size() - 2, ":");
+  return s;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+HookCommand hook_command(const config::Command& c) { return HookCommand{c.argv, c.shell}; }
+
+// The stdout a command printed through an Output of its own: its --json
+// object, read back after each step.
+class Capture {
+ public:
+  Capture() : file_(::open_memstream(&buf_, &len_)) {}
+  ~Capture() {
+    if (file_) std::fclose(file_);
+    std::free(buf_);
+  }
+  Capture(const Capture&) = delete;
+  Capture& operator=(const Capture&) = delete;
+  std::FILE* file() const { return file_ ? file_ : stdout; }
+  // What was written since the last take.
+  std::string take() {
+    if (!file_) return "";
+    std::fflush(file_);
+    std::string s(buf_ + taken_, len_ - taken_);
+    taken_ = len_;
+    return s;
+  }
+
+ private:
+  char* buf_ = nullptr;
+  size_t len_ = 0;
+  size_t taken_ = 0;
+  std::FILE* file_;
+};
+
+json parse_or_null(const std::string& text) {
+  if (text.empty()) return nullptr;
+  try {
+    return json::parse(text);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+// The per-job lock: <state-dir>/jobs/JOB.lock, an flock held for the whole
+// run, with the holder's pid and start time in it. nullopt with `holder` set
+// when the previous run still holds it.
+Result<std::optional<UniqueFd>> take_job_lock(const std::string& state_dir, const std::string& job,
+                                              std::string* holder) {
+  const std::string dir = state_dir + "/jobs";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(Error::from_errno("creating " + dir, ec.value()));
+  const std::string path = dir + "/" + job + ".lock";
+  BLKVAULT_TRY_ASSIGN(UniqueFd fd, open_file(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return fail_errno("locking " + path);
+    auto text = read_file(path);
+    *holder = text && !text->empty() ? *text : "a process that has not yet said who it is";
+    while (!holder->empty() && holder->back() == '\n') holder->pop_back();
+    return std::optional<UniqueFd>();
+  }
+  std::string me = fmt::format("pid {}, started {}", ::getpid(), now_rfc3339());
+  if (::ftruncate(fd.get(), 0) != 0) return fail_errno("truncating " + path);
+  BLKVAULT_TRY(pwrite_full(fd.get(), {reinterpret_cast<const uint8_t*>(me.data()), me.size()}, 0, path));
+  return std::optional<UniqueFd>(std::move(fd));
+}
+
+Error cancelled(const CancelToken& cancel) {
+  const int sig = cancel.signal_number();
+  std::string name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+  return Error(ErrorCode::kCancelled, "interrupted by " + name);
+}
+
+class JobRun {
+ public:
+  JobRun(Context& ctx, const config::Config& config, const config::JobConfig& job)
+      : ctx_(ctx),
+        config_(config),
+        job_(job),
+        inner_out_(OutputOptions{ctx.out.options().quiet, /*json=*/true, ctx.out.options().json_progress,
+                                 ctx.out.options().verbose},
+                   capture_.file(), stderr),
+        jctx_{inner_out_, ctx.cancel, config.repository.path, static_cast<double>(job.lock_wait_s),
+              job.module_spec, config.state_dir} {
+    jctx_.cache_dir = ctx.cache_dir;
+    jctx_.password_file = ctx.password_file;
+    jctx_.password_command = ctx.password_command;
+    jctx_.key_file = ctx.key_file.empty() ? config.repository.key_file : ctx.key_file;
+    // The command line and the environment come first, then the config file.
+    if (jctx_.password_file.empty() && jctx_.password_command.empty() && std::getenv("BLKVAULT_PASSWORD") == nullptr) {
+      jctx_.password_file = config.repository.password_file;
+    }
+  }
+
+  Status execute();
+
+ private:
+  Status work();
+  Status backup();
+  Status retention();
+  Status post_snapshot();
+  Status hook(const char* name, const config::Command& command, std::vector<std::string> env = {});
+  void post_hook();
+  void on_failure(const Error& error);
+  std::vector<std::string> common_env(const char* hook) const;
+  std::string success_text() const;
+  void print_result(const Status& st);
+
+  Context& ctx_;
+  const config::Config& config_;
+  const config::JobConfig& job_;
+  Capture capture_;
+  Output inner_out_;  // what the backup and prune steps print: JSON, captured
+  Context jctx_;      // the job's repository, module, lock wait, through inner_out_
+  const Clock::time_point t0_ = Clock::now();
+  const std::string started_ = now_rfc3339();
+  std::optional<JobLog> log_;
+  std::unique_ptr<repo::Repository> repository_;
+  bool pre_ran_ = false;
+  bool post_snapshot_ran_ = false;
+  std::optional<uint64_t> generation_;
+  json backup_json_ = nullptr;
+  json prune_json_ = nullptr;
+  json hooks_json_ = json::array();
+  std::optional<Error> first_error_;
+};
+
+std::vector<std::string> JobRun::common_env(const char* hook) const {
+  std::string devices;
+  for (const auto& d : job_.devices) devices += (devices.empty() ? "" : " ") + d;
+  return {"BLKVAULT_JOB=" + job_.name, std::string("BLKVAULT_HOOK=") + hook, "BLKVAULT_CONFIG=" + config_.file,
+          "BLKVAULT_REPO=" + config_.repository.path, "BLKVAULT_DEVICES=" + devices};
+}
+
+// Runs one hook (when configured): its output and how it ended go to the log;
+// a failure is an error naming the hook.
+Status JobRun::hook(const char* name, const config::Command& command, std::vector<std::string> env) {
+  if (command.empty()) return {};
+  const std::string label = fmt::format("{} hook", name);
+  HookRun how;
+  how.env = common_env(name);
+  how.env.insert(how.env.end(), env.begin(), env.end());
+  how.timeout_ms = job_.hooks.timeout_s * 1000;
+  how.cancel = &ctx_.cancel;
+  const HookCommand cmd = hook_command(command);
+  auto r = run_hook(cmd, how);
+  if (!r) {
+    log_->line(fmt::format("{} {} could not be started: {}", label, cmd.describe(), r.error().message()));
+    hooks_json_.push_back({{"hook", name}, {"exit_status", nullptr}, {"error", r.error().message()}});
+    return fail(std::move(r).error().wrap(fmt::format("starting the {} {}", label, cmd.describe())));
+  }
+  log_->hook_output(label, r->output);
+  log_->line(fmt::format("{} {} {} in {:.2f}s", label, cmd.describe(), r->outcome(), r->seconds));
+  hooks_json_.push_back({{"hook", name},
+                         {"exit_status", r->exit_status},
+                         {"timed_out", r->timed_out},
+                         {"duration_s", r->seconds}});
+  if (r->cancelled) return fail(cancelled(ctx_.cancel));
+  if (!r->ok()) return fail(ErrorCode::kIo, fmt::format("{} {} {}", label, cmd.describe(), r->outcome()));
+  return {};
+}
+
+Status JobRun::post_snapshot() {
+  post_snapshot_ran_ = true;
+  return hook("post-snapshot", job_.hooks.post_snapshot);
+}
+
+Status JobRun::backup() {
+  BackupOptions b;
+  b.devices = job_.devices;
+  b.diff_storage_dir = job_.diff_storage.dir;
+  b.diff_storage_size = std::to_string(job_.diff_storage.size_bytes);
+  b.diff_storage_limit = std::to_string(job_.diff_storage.limit_bytes);
+  b.repository = repository_.get();
+  b.after_snapshot = [this] { return post_snapshot(); };
+  b.on_commit = [this](uint64_t generation) { generation_ = generation; };
+  Status st = cmd_backup(jctx_, b);
+  backup_json_ = parse_or_null(capture_.take());
+  if (!st && pre_ran_ && !post_snapshot_ran_ && !job_.hooks.post_snapshot.empty()) {
+    // No snapshot was taken, but pre did its part: undo it all the same. Its
+    // failure is logged; the backup's error is the one reported.
+    log_->line("no snapshot was taken: running the post-snapshot hook all the same");
+    (void)post_snapshot();
+  }
+  return st;
+}
+
+Status JobRun::retention() {
+  if (!job_.retention) return {};
+  if (ctx_.cancel.cancelled()) return fail(cancelled(ctx_.cancel));
+  const auto& r = *job_.retention;
+  PruneOptions p;
+  p.policy.last = static_cast<int>(r.keep_last);
+  p.policy.hourly = static_cast<int>(r.keep_hourly);
+  p.policy.daily = static_cast<int>(r.keep_daily);
+  p.policy.weekly = static_cast<int>(r.keep_weekly);
+  p.policy.monthly = static_cast<int>(r.keep_monthly);
+  p.policy.yearly = static_cast<int>(r.keep_yearly);
+  p.gc = true;
+  p.repository = repository_.get();
+  Status st = cmd_prune(jctx_, p);
+  prune_json_ = parse_or_null(capture_.take());
+  if (!st) return fail(std::move(st).error().wrap("retention"));
+  return {};
+}
+
+Status JobRun::work() {
+  auto opened = open_repository(jctx_, /*write=*/true);
+  if (!opened) return fail(std::move(opened).error());
+  repository_ = std::move(*opened);
+  if (!job_.hooks.pre.empty()) {
+    if (Status st = hook("pre", job_.hooks.pre); !st) {
+      return fail(Error(st.error().code(), st.error().message() + "; no snapshot was taken", st.error().sys_errno()));
+    }
+    pre_ran_ = true;
+  }
+  BLKVAULT_TRY(backup());
+  BLKVAULT_TRY(retention());
+  return {};
+}
+
+void JobRun::post_hook() {
+  const bool ok = !first_error_.has_value();
+  std::vector<std::string> env = {std::string("BLKVAULT_STATUS=") + (ok ? "success" : "failure"),
+                                  "BLKVAULT_GENERATION=" + (generation_ ? std::to_string(*generation_) : ""),
+                                  "BLKVAULT_ERROR=" + (ok ? "" : first_error_->message())};
+  Status st = hook("post", job_.hooks.post, env);
+  if (!st && ok) {
+    std::string why = st.error().message();
+    if (generation_) why += fmt::format(" (the backup itself succeeded: generation {})", *generation_);
+    first_error_ = Error(st.error().code(), why);
+  }
+}
+
+void JobRun::on_failure(const Error& error) {
+  const config::Command& command = job_.report.on_failure;
+  if (command.empty()) return;
+  const int status = exit_status_for(error.code());
+  json j = {{"job", job_.name},
+            {"status", "failure"},
+            {"error", error.message()},
+            {"exit_status", status},
+            {"generation", generation_ ? json(*generation_) : json(nullptr)},
+            {"started", started_},
+            {"duration_s", std::chrono::duration<double>(Clock::now() - t0_).count()},
+            {"host", host_name()},
+            {"config", config_.file},
+            {"repository", config_.repository.path},
+            {"devices", job_.devices},
+            {"log_file", job_.report.log_file.empty() ? json(nullptr) : json(job_.report.log_file)}};
+  HookRun how;
+  how.env = common_env("on-failure");
+  how.env.push_back("BLKVAULT_STATUS=failure");
+  how.env.push_back("BLKVAULT_GENERATION=" + (generation_ ? std::to_string(*generation_) : ""));
+  how.env.push_back("BLKVAULT_ERROR=" + error.message());
+  how.env.push_back("BLKVAULT_EXIT_STATUS=" + std::to_string(status));
+  how.stdin_text = j.dump() + "\n";
+  how.timeout_ms = job_.hooks.timeout_s * 1000;
+  const HookCommand cmd = hook_command(command);
+  auto r = run_hook(cmd, how);
+  if (!r) {
+    std::string why = fmt::format("the on-failure command {} could not be started: {}", cmd.describe(),
+                                  r.error().message());
+    log_->line(why);
+    ctx_.out.log(LogLevel::kWarning, fmt::format("job {}: {}", job_.name, why));
+    return;
+  }
+  log_->hook_output("on-failure command", r->output);
+  log_->line(fmt::format("on-failure command {} {} in {:.2f}s", cmd.describe(), r->outcome(), r->seconds));
+  if (!r->ok()) {
+    ctx_.out.log(LogLevel::kWarning,
+                 fmt::format("job {}: the on-failure command {} {}", job_.name, cmd.describe(), r->outcome()));
+  }
+}
+
+std::string JobRun::success_text() const {
+  std::string text = generation_ ? fmt::format("generation {} committed", *generation_) : "no generation committed";
+  if (backup_json_.is_object()) {
+    text += fmt::format(": {} device(s), read {}, {} stored, in {}", backup_json_.value("devices", json::array()).size(),
+                        format_bytes(backup_json_.value("read_bytes", uint64_t{0})),
+                        format_bytes(backup_json_.value("stored_bytes", uint64_t{0})),
+                        format_duration(backup_json_.value("duration_s", 0.0)));
+  }
+  if (prune_json_.is_object()) {
+    text += fmt::format("; retention removed {} generation(s), kept {}",
+                        prune_json_.value("removed", json::array()).size(), prune_json_.value("kept", uint64_t{0}));
+    if (prune_json_.contains("gc")) {
+      const auto& gc = prune_json_["gc"];
+      const uint64_t before = gc.value("bytes_before", uint64_t{0}), after = gc.value("bytes_after", uint64_t{0});
+      text += fmt::format(", gc reclaimed {}", format_bytes(before > after ? before - after : 0));
+    }
+  }
+  return text;
+}
+
+void JobRun::print_result(const Status& st) {
+  json j = {{"job", job_.name},
+            {"status", st ? "success" : "failure"},
+            {"generation", generation_ ? json(*generation_) : json(nullptr)},
+            {"error", st ? json(nullptr) : json(st.error().message())},
+            {"exit_status", st ? 0 : exit_status_for(st.error().code())},
+            {"duration_s", std::chrono::duration<double>(Clock::now() - t0_).count()},
+            {"backup", backup_json_},
+            {"prune", prune_json_},
+            {"hooks", hooks_json_}};
+  ctx_.out.result_json(j);
+  if (st) ctx_.out.result(fmt::format("job {}: success: {}", job_.name, success_text()));
+}
+
+Status JobRun::execute() {
+  // Reporting first: every later outcome, a skip included, is logged.
+  auto log = JobLog::open(job_.name, job_.report.log_file, job_.report.syslog, ctx_.out);
+  if (!log) {
+    log_.emplace(JobLog::syslog_only(job_.name, job_.report.syslog, ctx_.out));
+    Error e = std::move(log).error().wrap("job " + job_.name);
+    log_->outcome(JobLog::Outcome::kFailure, e.message());
+    on_failure(e);
+    return fail(std::move(e));
+  }
+  log_.emplace(std::move(*log));
+
+  std::string holder;
+  auto job_lock = take_job_lock(config_.state_dir, job_.name, &holder);
+  if (!job_lock) {
+    first_error_ = std::move(job_lock).error().wrap("taking the job lock");
+  } else if (!*job_lock) {
+    std::string why = fmt::format("its previous run ({}) is still going", holder);
+    log_->outcome(JobLog::Outcome::kSkipped, why);
+    return fail(ErrorCode::kLocked, fmt::format("job {} skipped: {}", job_.name, why));
+  } else {
+    log_->line(fmt::format("started: devices {}, repository {}", fmt::join(job_.devices, ", "),
+                           config_.repository.path));
+    if (Status st = work(); !st) first_error_ = std::move(st).error();
+    if (!first_error_ && ctx_.cancel.cancelled()) first_error_ = cancelled(ctx_.cancel);
+    post_hook();
+  }
+
+  Status result;
+  if (first_error_) result = fail(*first_error_);
+  print_result(result);
+  if (result) {
+    log_->outcome(JobLog::Outcome::kSuccess, success_text());
+  } else {
+    std::string text = first_error_->message();
+    if (generation_ && text.find(fmt::format("generation {}", *generation_)) == std::string::npos) {
+      text += fmt::format(" (generation {} was committed)", *generation_);
+    }
+    log_->outcome(JobLog::Outcome::kFailure, text);
+    on_failure(*first_error_);
+  }
+  if (!log_->write_problem().empty()) {
+    ctx_.out.log(LogLevel::kWarning, fmt::format("job {}: writing the log file {}: {}", job_.name,
+                                                 job_.report.log_file, log_->write_problem()));
+  }
+  // Release the repository (and its lock) before the job lock.
+  repository_.reset();
+  if (!result) return fail(std::move(result).error().wrap("job " + job_.name));
+  return {};
+}
+
+}  // namespace
+
+Status cmd_run(Context& ctx, const RunOptions& opts) {
+  BLKVAULT_TRY_ASSIGN(config::Config config, config::load_file(opts.config_file));
+  const config::JobConfig* job = config.find_job(opts.job);
+  if (job == nullptr) {
+    std::vector<std::string> names;
+    for (const auto& j : config.jobs) names.push_back(j.name);
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("job {}: {} has no such job ({})", opts.job, opts.config_file,
+                            names.empty() ? "it has none" : fmt::format("it has: {}", fmt::join(names, ", "))));
+  }
+  JobRun run(ctx, config, *job);
+  return run.execute();
+}
+
+void RunCommands::add_to(CLI::App& cli) {
+  run_ = cli.add_subcommand("run", "Run one job of the configuration file: lock, pre hook, backup, post hooks, "
+                                   "retention, and its outcome in the log");
+  run_->add_option("JOB", opts_.job, "The job ([job.NAME] in the configuration file)")->required();
+  run_->add_option("--config", opts_.config_file, "Configuration file");
+  run_->footer(
+      "A run of a job whose previous run is still going is skipped (exit status 4). Hooks, the log line and the\n"
+      "on-failure command: docs/CONFIG.md; what to watch: docs/ADMIN.md.");
+}
+
+}  // namespace blkvault::app
