@@ -67,7 +67,9 @@ class SimImageReader final : public ImageReader {
       BLKVAULT_TRY_ASSIGN(std::shared_ptr<const State> state, store_->load_locked());
       Located at = locate(*state, snapshot_, original_, image_.minor);
       if (at.device == nullptr) return io_error(offset, ENXIO);  // destroyed: the gendisk is gone
-      if (at.device->corrupted) return io_error(offset, ENOSPC);
+      // The real image fails every request with BLK_STS_NOSPC, which a buffered
+      // read (IoctlModule's reader) sees as EIO (lab: docs/SIMULATION.md).
+      if (at.device->corrupted) return io_error(offset, EIO);
       for (const sim::ReadFault& f : state->faults.read_errors) {
         if (f.device == original_ && f.offset_bytes < offset + data.size() && offset < f.offset_bytes + f.length_bytes)
           return io_error(offset, EIO);
@@ -93,7 +95,7 @@ class SimImageReader final : public ImageReader {
         }
         return {};
       }));
-      return io_error(offset, ENOSPC);
+      return io_error(offset, EIO);
     }
     return {};
   }

@@ -33,7 +33,8 @@ Uuid new_random_uuid() {
 
 Result<UniqueFd> open_registered(const State& state, DevId dev, int flags) {
   const RegistryEntry* e = state.find_registered(dev);
-  if (e == nullptr) return fail(ErrorCode::kNotFound, "device " + to_string(dev) + " is not known", ENODEV);
+  // No such device number: the real module's blkdev open fails with ENXIO (lab).
+  if (e == nullptr) return fail(ErrorCode::kNotFound, "device " + to_string(dev) + " is not known", ENXIO);
   return open_file(e->path, flags);
 }
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -155,7 +156,13 @@ Status SimModule::mark_dirty(DevId dev, std::span<const SectorRange> ranges) {
       original = held.device->dev;
     }
     auto it = s.trackers.find(original);
-    if (it == s.trackers.end()) return fail(module_error(op, device_subject(dev), ENODEV));
+    if (it == s.trackers.end()) {
+      // The real module opens the device before it looks for its tracker: a
+      // device number nothing answers to is ENXIO, an untracked device ENODEV (lab).
+      const bool exists = s.find_registered(original) != nullptr ||
+                          ::access(("/sys/dev/block/" + to_string(original)).c_str(), F_OK) == 0;
+      return fail(module_error(op, device_subject(dev), exists ? ENODEV : ENXIO));
+    }
     sim::Tracker& t = it->second;
     for (const SectorRange& r : ranges) {
       if (r.count_sectors == 0) continue;
