@@ -145,8 +145,11 @@ class JobRun {
   Status work();
   Status backup();
   Status retention();
-  Status post_snapshot();
-  Status hook(const char* name, const config::Command& command, std::vector<std::string> env = {});
+  Status post_snapshot(bool cancellable);
+  // `cancellable`: SIGINT/SIGTERM kill it; not for the hooks that undo or report (post-snapshot after a
+  // failed snapshot, post), which still have their timeout.
+  Status hook(const char* name, const config::Command& command, std::vector<std::string> env = {},
+              bool cancellable = true);
   void post_hook();
   void on_failure(const Error& error);
   std::vector<std::string> common_env(const char* hook) const;
@@ -181,14 +184,15 @@ std::vector<std::string> JobRun::common_env(const char* hook) const {
 
 // Runs one hook (when configured): its output and how it ended go to the log;
 // a failure is an error naming the hook.
-Status JobRun::hook(const char* name, const config::Command& command, std::vector<std::string> env) {
+Status JobRun::hook(const char* name, const config::Command& command, std::vector<std::string> env,
+                    bool cancellable) {
   if (command.empty()) return {};
   const std::string label = fmt::format("{} hook", name);
   HookRun how;
   how.env = common_env(name);
   how.env.insert(how.env.end(), env.begin(), env.end());
   how.timeout_ms = job_.hooks.timeout_s * 1000;
-  how.cancel = &ctx_.cancel;
+  how.cancel = cancellable ? &ctx_.cancel : nullptr;
   const HookCommand cmd = hook_command(command);
   auto r = run_hook(cmd, how);
   if (!r) {
@@ -207,9 +211,9 @@ Status JobRun::hook(const char* name, const config::Command& command, std::vecto
   return {};
 }
 
-Status JobRun::post_snapshot() {
+Status JobRun::post_snapshot(bool cancellable) {
   post_snapshot_ran_ = true;
-  return hook("post-snapshot", job_.hooks.post_snapshot);
+  return hook("post-snapshot", job_.hooks.post_snapshot, {}, cancellable);
 }
 
 Status JobRun::backup() {
@@ -219,7 +223,7 @@ Status JobRun::backup() {
   b.diff_storage_size = std::to_string(job_.diff_storage.size_bytes);
   b.diff_storage_limit = std::to_string(job_.diff_storage.limit_bytes);
   b.repository = repository_.get();
-  b.after_snapshot = [this] { return post_snapshot(); };
+  b.after_snapshot = [this] { return post_snapshot(/*cancellable=*/true); };
   b.on_commit = [this](uint64_t generation) { generation_ = generation; };
   Status st = cmd_backup(jctx_, b);
   backup_json_ = parse_or_null(capture_.take());
@@ -227,7 +231,7 @@ Status JobRun::backup() {
     // No snapshot was taken, but pre did its part: undo it all the same. Its
     // failure is logged; the backup's error is the one reported.
     log_->line("no snapshot was taken: running the post-snapshot hook all the same");
-    (void)post_snapshot();
+    (void)post_snapshot(/*cancellable=*/false);
   }
   return st;
 }
@@ -271,7 +275,7 @@ void JobRun::post_hook() {
   std::vector<std::string> env = {std::string("BLKVAULT_STATUS=") + (ok ? "success" : "failure"),
                                   "BLKVAULT_GENERATION=" + (generation_ ? std::to_string(*generation_) : ""),
                                   "BLKVAULT_ERROR=" + (ok ? "" : first_error_->message())};
-  Status st = hook("post", job_.hooks.post, env);
+  Status st = hook("post", job_.hooks.post, env, /*cancellable=*/false);
   if (!st && ok) {
     std::string why = st.error().message();
     if (generation_) why += fmt::format(" (the backup itself succeeded: generation {})", *generation_);

@@ -283,6 +283,22 @@ TEST_F(RunCliTest, TwoJobsOnOneRepositoryWaitForTheLockOrFailCleanly) {
   EXPECT_TRUE(log_has_prefix("job impatient: failure: repository " + repo_ + " is locked by pid "));
 }
 
+TEST_F(RunCliTest, AnInterruptedRunStillRunsItsPostHookAndExits130) {
+  init_repo();
+  const std::string dev = make_device("a.img", kDeviceSize, 10);
+  const std::string post = dir_ / "post";
+  // The pre hook interrupts blkvault itself, as a SIGTERM from systemd would.
+  write_config("[job.nightly]\ndevices = [\"" + dev + "\"]\n" +
+               "hooks.pre = [\"sh\", \"-c\", \"kill -TERM $PPID; sleep 30\"]\n" +
+               "hooks.post = [\"sh\", \"-c\", \"echo $BLKVAULT_STATUS $BLKVAULT_ERROR > " + post + "\"]\n");
+  auto r = run("nightly");
+  EXPECT_EQ(r.exit_status, 130);
+  EXPECT_EQ(r.err, "blkvault: job nightly: interrupted by SIGTERM; no snapshot was taken\n");
+  EXPECT_EQ(read_whole(post), "failure interrupted by SIGTERM; no snapshot was taken\n");
+  EXPECT_TRUE(generation_ids().empty());
+  EXPECT_EQ(log_lines().back(), "job nightly: failure: interrupted by SIGTERM; no snapshot was taken");
+}
+
 TEST_F(RunCliTest, ThePassphraseMayComeFromTheConfigFile) {
   init_repo();
   const std::string dev = make_device("a.img", kDeviceSize, 9);
