@@ -79,7 +79,10 @@ Status cmd_restore(Context& ctx, const RestoreOptions& opts) {
   TargetSink sink(target);
   const int task = ctx.out.progress_begin(fmt::format("{} -> {}", opts.device, opts.to), image.size_bytes);
   std::atomic<uint64_t> done{0};
-  const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 16);
+  // Restore is mostly waiting: each worker reads a blob with one synchronous
+  // pread and writes the chunk. Twice as many workers as cores keep reads in
+  // flight while others decompress (measured in docs/BENCHMARKS.md).
+  const size_t threads = std::clamp<size_t>(2 * std::thread::hardware_concurrency(), 4, 32);
   auto stats = repository->restore(image, sink, threads, &ctx.cancel,
                                    [&](uint64_t bytes) { ctx.out.progress_update(task, done += bytes); });
   ctx.out.progress_end(task);

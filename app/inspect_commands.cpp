@@ -116,7 +116,9 @@ Status cmd_verify_impl(Context& ctx, const VerifyOptions& opts) {
   BLKVAULT_TRY_ASSIGN(auto repo, open_repository(ctx, false));
   repo::VerifyOptions vo;
   vo.data = opts.data;
-  vo.threads = std::max(1u, std::thread::hardware_concurrency());
+  // Like restore: one synchronous read per chunk, so twice as many workers as
+  // cores keep the storage busy while others decompress and hash.
+  vo.threads = std::clamp<size_t>(2 * std::thread::hardware_concurrency(), 4, 32);
   if (!opts.generation.empty()) {
     BLKVAULT_TRY_ASSIGN(auto id, repo->resolve(opts.generation));
     vo.generation = id;

@@ -154,6 +154,18 @@ Result<std::vector<MapEntry>> DevWriter::delta(Repository::Impl& repo) {
     }
     return out;
   }
+  if (inherit_ && puts_.size() < chunk_count_ / 8) {
+    // An incremental that put few chunks: look up only those in the parent's map,
+    // so a commit costs O(chunks changed), not O(chunks in the device's map).
+    std::vector<uint64_t> indices;
+    indices.reserve(puts_.size());
+    for (const auto& p : puts_) indices.push_back(p.chunk_index);
+    BLKVAULT_TRY_ASSIGN(auto previous, repo.live_chunks_at(rowid_, indices));
+    for (size_t i = 0; i < puts_.size(); ++i) {
+      if (previous[i] != puts_[i].id) out.push_back(puts_[i]);
+    }
+    return out;
+  }
   BLKVAULT_TRY_ASSIGN(auto live, repo.live_map(rowid_));
   std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   // Merge the parent's live map with what was put.

@@ -530,6 +530,25 @@ Result<std::vector<std::pair<uint64_t, ChunkId>>> Repository::Impl::live_map(int
   return out;
 }
 
+Result<std::vector<std::optional<ChunkId>>> Repository::Impl::live_chunks_at(int64_t device,
+                                                                            const std::vector<uint64_t>& indices) {
+  BLKVAULT_TRY_ASSIGN(auto q, db->prepare("SELECT c.hash FROM chunk_map m JOIN chunks c ON c.id = m.chunk "
+                                          "WHERE m.device = ? AND m.gen_to = ? AND m.chunk_index = ?"));
+  std::vector<std::optional<ChunkId>> out;
+  out.reserve(indices.size());
+  for (uint64_t index : indices) {
+    q.bind(1, device).bind(2, kOpenEnd).bind(3, static_cast<int64_t>(index));
+    auto row = q.step();
+    if (!row) {
+      q.reset();
+      return tl::unexpected(std::move(row).error());
+    }
+    out.push_back(*row ? std::optional<ChunkId>(to_chunk_id(q.blob(0))) : std::nullopt);
+    q.reset();
+  }
+  return out;
+}
+
 Result<DeviceImage> Repository::Impl::device_image_locked(GenerationId generation, std::string_view device) {
   BLKVAULT_TRY_ASSIGN(auto gens, load_generations(generation));
   if (gens.empty()) {
@@ -557,13 +576,16 @@ Result<DeviceImage> Repository::Impl::device_image_locked(GenerationId generatio
   img.size_bytes = rec->size_bytes;
   img.chunk_size = config.chunk_size;
   const uint64_t count = (rec->size_bytes + config.chunk_size - 1) / config.chunk_size;
+  // Pack names are looked up once per pack afterwards, not joined into every row
+  // (a second B-tree search per chunk).
   BLKVAULT_TRY_ASSIGN(auto q, db->prepare(
-                                  "SELECT m.chunk_index, c.hash, c.pack, c.offset, c.length, c.raw_size, p.name "
-                                  "FROM chunk_map m JOIN chunks c ON c.id = m.chunk LEFT JOIN packs p ON p.id = c.pack "
+                                  "SELECT m.chunk_index, c.hash, c.pack, c.offset, c.length, c.raw_size "
+                                  "FROM chunk_map m JOIN chunks c ON c.id = m.chunk "
                                   "WHERE m.device = ? AND m.gen_to > ? AND m.gen_from <= ? AND m.chunk_index < ?"));
   q.bind(1, dev).bind(2, static_cast<int64_t>(generation)).bind(3, static_cast<int64_t>(generation));
   q.bind(4, static_cast<int64_t>(count));
   std::unordered_map<int64_t, uint32_t> pack_pos;
+  std::vector<int64_t> pack_ids;
   for (;;) {
     BLKVAULT_TRY_ASSIGN(bool row, q.step());
     if (!row) break;
@@ -577,16 +599,31 @@ Result<DeviceImage> Repository::Impl::device_image_locked(GenerationId generatio
                                            ") is in no pack of the repository; run blkvault verify");
     }
     const int64_t pack = q.int64(2);
-    auto [it, inserted] = pack_pos.try_emplace(pack, static_cast<uint32_t>(img.packs.size()));
-    if (inserted) img.packs.push_back(q.text(6));
+    auto [it, inserted] = pack_pos.try_emplace(pack, static_cast<uint32_t>(pack_ids.size()));
+    if (inserted) pack_ids.push_back(pack);
     r.pack = it->second;
     r.offset = static_cast<uint64_t>(q.int64(3));
     r.length = static_cast<uint32_t>(q.int64(4));
     r.raw_size = static_cast<uint32_t>(q.int64(5));
     img.chunks.push_back(r);
   }
-  std::sort(img.chunks.begin(), img.chunks.end(),
-            [](const ChunkRef& a, const ChunkRef& b) { return a.chunk_index < b.chunk_index; });
+  BLKVAULT_TRY_ASSIGN(auto name_of, db->prepare("SELECT name FROM packs WHERE id = ?"));
+  for (int64_t pack : pack_ids) {
+    name_of.bind(1, pack);
+    auto row = name_of.step();
+    if (!row) {
+      name_of.reset();
+      return tl::unexpected(std::move(row).error());
+    }
+    // No such pack row: an empty name, as the outer join it replaces gave (the
+    // read of such a chunk then fails and names it).
+    img.packs.push_back(*row ? name_of.text(0) : std::string());
+    name_of.reset();
+  }
+  auto by_index = [](const ChunkRef& a, const ChunkRef& b) { return a.chunk_index < b.chunk_index; };
+  if (!std::is_sorted(img.chunks.begin(), img.chunks.end(), by_index)) {
+    std::sort(img.chunks.begin(), img.chunks.end(), by_index);
+  }
   return img;
 }
 

@@ -76,6 +76,9 @@ struct Repository::Impl {
   Result<std::optional<LastGood>> last_good_locked(std::string_view device);
   // The current (gen_to = open) chunk of every index of a device: index -> chunk id.
   Result<std::vector<std::pair<uint64_t, ChunkId>>> live_map(int64_t device);
+  // The current chunk at each of `indices` of a device (nullopt: zeros), one
+  // primary-key lookup each: O(indices), whatever the size of the map.
+  Result<std::vector<std::optional<ChunkId>>> live_chunks_at(int64_t device, const std::vector<uint64_t>& indices);
   Result<DeviceImage> device_image_locked(GenerationId generation, std::string_view device);
 };
 
