@@ -360,7 +360,13 @@ class RealWorld final : public World {
 // The scenario: every ioctl, every errno of SEMANTICS.md §6.3 that a Module call
 // can produce, copy-on-write, low space and overflow, tracker removal and a new
 // generation. Only what every world can do: no fault injection.
-void run_scenario(World& w, Trace& t) {
+//
+// empty_snapshot: also create (and fail to take) a snapshot of no device. The
+// real module accepts it, but its duplicate check then loops 2^32 times with the
+// CPU held (unsigned count - 1): about 80 s and soft-lockup warnings under the
+// lab's emulation. So the lab leaves it out unless BLKVAULT_LAB_EMPTY_SNAPSHOT=1
+// (it ran once and agreed: docs/SIMULATION.md).
+void run_scenario(World& w, Trace& t, bool empty_snapshot = true) {
   Module& m = w.module();
   auto a_r = w.make_device("a", 17 * kBlock - 1024);  // 17 blocks, the last partial
   auto b_r = w.make_device("b", 8 * kBlock);
@@ -524,6 +530,7 @@ void run_scenario(World& w, Trace& t) {
   t.result("a has a new generation", m.tracked_devices(), show_infos);
   read_map("map a of the new generation", a.dev, 0, 17);
   t.status("destroy after removal", m.destroy_snapshot(*id4));
+  if (!empty_snapshot) return;
 
   // An empty snapshot is created but cannot be taken.
   auto id5 = m.create_snapshot(std::vector<DevId>{});
@@ -558,7 +565,7 @@ void expect_same_trace(const Trace& want, const Trace& got, const std::string& g
 
 // The scenario is not vacuous: the errno table of SEMANTICS.md §6.3, the
 // events and the maps are all in it, worded by module_error().
-void expect_scenario_outcomes(const std::vector<std::string>& d) {
+void expect_scenario_outcomes(const std::vector<std::string>& d, bool empty_snapshot = true) {
   auto has = [&](const std::string& want) {
     for (const std::string& l : d)
       if (l == want) return;
@@ -602,7 +609,7 @@ void expect_scenario_outcomes(const std::vector<std::string>& d) {
   has("a has a new generation: 2 tracked; <a> block 65536 capacity 1113088 count 17 generation <id 8> snap 1; "
       "<b> block 65536 capacity 524288 count 8 generation <id 3> snap 2");
   has("remove a again: error not_found errno 61 \"TRACKER_REMOVE of device <a>: No data available\"");
-  has("take empty: error module errno 19 \"SNAPSHOT_TAKE of snapshot <id 9>: No such device\"");
+  if (empty_snapshot) has("take empty: error module errno 19 \"SNAPSHOT_TAKE of snapshot <id 9>: No such device\"");
 }
 
 TEST(SimIoctlDifferential, SimulationAndIoctlPathAgreeOnEveryStep) {
@@ -630,12 +637,14 @@ TEST(SimIoctlDifferential, RealModuleAgreesWithTheSimulationOnEveryStep) {
   RealWorld real;
   const std::string why = real.open(scratch);
   ASSERT_EQ(why, "") << "the real module";
+  const char* empty_env = std::getenv("BLKVAULT_LAB_EMPTY_SNAPSHOT");
+  const bool empty_snapshot = empty_env && std::string(empty_env) == "1";
   Trace sim_trace(sim.root());
   Trace real_trace(real.root());
-  run_scenario(sim, sim_trace);
-  run_scenario(real, real_trace);
+  run_scenario(sim, sim_trace, empty_snapshot);
+  run_scenario(real, real_trace, empty_snapshot);
   expect_same_trace(sim_trace, real_trace, "real module");
-  expect_scenario_outcomes(real_trace.lines());
+  expect_scenario_outcomes(real_trace.lines(), empty_snapshot);
 }
 
 }  // namespace
