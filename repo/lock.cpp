@@ -5,13 +5,19 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <ctime>
+#include <mutex>
+#include <random>
 #include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "common/file_io.h"
+#include "repo/s3_storage.h"
+#include "repo/storage.h"
 
 namespace blkvault::repo {
 namespace {
@@ -24,9 +30,26 @@ std::string holder_description(int fd) {
   return s.empty() ? "another process" : s;
 }
 
+// "pid 1234 on host db1 since 2026-11-25T03:00:00Z" (without the host for encrypted repositories).
+std::string who(bool name_host) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::time_t now = std::time(nullptr);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return name_host ? fmt::format("pid {} on host {} since {}", ::getpid(), host, when)
+                   : fmt::format("pid {} since {}", ::getpid(), when);
+}
+
 }  // namespace
 
 Result<RepoLock> RepoLock::acquire(const std::string& repo_dir, double wait_seconds, bool name_host) {
+  if (is_remote_repository(repo_dir)) {
+    BLKVAULT_TRY_ASSIGN(std::shared_ptr<Storage> storage, S3Storage::open(repo_dir));
+    BLKVAULT_TRY_ASSIGN(auto lock, acquire_object(*storage, wait_seconds, name_host, ObjectLockOptions::from_environment()));
+    lock.owned_storage_ = std::move(storage);
+    return lock;
+  }
   const std::string path = repo_dir + "/lock";
   BLKVAULT_TRY_ASSIGN(UniqueFd fd, open_file(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
@@ -40,19 +63,17 @@ Result<RepoLock> RepoLock::acquire(const std::string& repo_dir, double wait_seco
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  std::time_t now = std::time(nullptr);
-  char when[32];
-  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  std::string who = name_host ? fmt::format("pid {} on host {} since {}\n", ::getpid(), host, when)
-                              : fmt::format("pid {} since {}\n", ::getpid(), when);
+  const std::string text = who(name_host) + "\n";
   if (::ftruncate(fd.get(), 0) != 0) return fail_errno(fmt::format("writing {}", path));
-  BLKVAULT_TRY(pwrite_full(fd.get(), {reinterpret_cast<const uint8_t*>(who.data()), who.size()}, 0, path));
+  BLKVAULT_TRY(pwrite_full(fd.get(), {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, 0, path));
   return RepoLock(std::move(fd));
 }
 
 Result<std::optional<std::string>> RepoLock::holder(const std::string& repo_dir) {
+  if (is_remote_repository(repo_dir)) {
+    BLKVAULT_TRY_ASSIGN(auto storage, S3Storage::open(repo_dir));
+    return object_holder(*storage, ObjectLockOptions::from_environment());
+  }
   const std::string path = repo_dir + "/lock";
   auto fd = open_file(path, O_RDONLY | O_NOFOLLOW);
   if (!fd) {
@@ -66,6 +87,202 @@ Result<std::optional<std::string>> RepoLock::holder(const std::string& repo_dir)
   }
   if (errno != EWOULDBLOCK) return fail_errno(fmt::format("checking the lock {}", path));
   return std::optional<std::string>(holder_description(fd->get()));
+}
+
+// ---------------------------------------------------------------------------
+// The object lock.
+
+namespace {
+
+constexpr const char* kLockName = "lock";
+constexpr const char* kRefreshDir = "lock-refresh/";
+
+std::string hex_token() {
+  uint8_t b[12];
+  std::random_device rd;
+  for (auto& x : b) x = static_cast<uint8_t>(rd());
+  std::string s;
+  for (uint8_t x : b) s += fmt::format("{:02x}", x);
+  return s;
+}
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct LockContent {
+  std::string holder, token;
+  int64_t time_ms = 0;
+};
+
+std::optional<LockContent> parse_lock(const std::vector<uint8_t>& bytes) {
+  LockContent c;
+  std::string text(bytes.begin(), bytes.end());
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string_view line(text.data() + pos, nl - pos);
+    auto value = [&](std::string_view key) -> std::optional<std::string> {
+      if (line.substr(0, key.size()) == key) return std::string(line.substr(key.size()));
+      return std::nullopt;
+    };
+    if (auto v = value("holder: ")) c.holder = *v;
+    if (auto v = value("token: ")) c.token = *v;
+    if (auto v = value("time_ms: ")) c.time_ms = std::strtoll(v->c_str(), nullptr, 10);
+    pos = nl + 1;
+  }
+  if (c.token.empty()) return std::nullopt;
+  return c;
+}
+
+// The newest sign of life of the lock with `token`: its own time or its latest refresh.
+Result<int64_t> last_alive(Storage& storage, const LockContent& c) {
+  int64_t newest = c.time_ms;
+  BLKVAULT_TRY_ASSIGN(auto names, storage.list(kRefreshDir));
+  const std::string mine = std::string(kRefreshDir) + c.token + "-";
+  for (const auto& n : names) {
+    if (n.compare(0, mine.size(), mine) == 0) newest = std::max<int64_t>(newest, std::strtoll(n.c_str() + mine.size(), nullptr, 10));
+  }
+  return newest;
+}
+
+Status remove_refreshes(Storage& storage, const std::string& token) {
+  BLKVAULT_TRY_ASSIGN(auto names, storage.list(kRefreshDir));
+  const std::string mine = std::string(kRefreshDir) + token + "-";
+  for (const auto& n : names) {
+    if (n.compare(0, mine.size(), mine) == 0) BLKVAULT_TRY(storage.remove(n));
+  }
+  return {};
+}
+
+}  // namespace
+
+struct RepoLock::ObjectLock {
+  Storage* storage = nullptr;
+  std::string token;
+  ObjectLockOptions options;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  std::thread refresher;
+
+  void run() {
+    std::string previous;
+    std::unique_lock lk(mu);
+    for (;;) {
+      if (cv.wait_for(lk, std::chrono::duration<double>(options.refresh_s), [&] { return stop; })) return;
+      lk.unlock();
+      const std::string name = fmt::format("{}{}-{}", kRefreshDir, token, unix_ms());
+      if (storage->put(name, {})) {
+        if (!previous.empty()) (void)storage->remove(previous);
+        previous = name;
+      }
+      lk.lock();
+    }
+  }
+
+  ~ObjectLock() {
+    {
+      std::lock_guard g(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    if (refresher.joinable()) refresher.join();
+    // Delete the lock only while it is still ours (a holder that was presumed
+    // dead may have lost it).
+    if (auto bytes = storage->get(kLockName)) {
+      auto c = parse_lock(*bytes);
+      if (c && c->token == token) (void)storage->remove(kLockName);
+    }
+    (void)remove_refreshes(*storage, token);
+  }
+};
+
+ObjectLockOptions ObjectLockOptions::from_environment() {
+  ObjectLockOptions o;
+  if (const char* v = std::getenv("BLKVAULT_LOCK_STALE_S"); v != nullptr && *v) {
+    const double s = std::strtod(v, nullptr);
+    if (s > 0) {
+      o.stale_s = s;
+      o.refresh_s = s / 4;
+    }
+  }
+  return o;
+}
+
+RepoLock::RepoLock(UniqueFd fd) : fd_(std::move(fd)) {}
+RepoLock::RepoLock(std::unique_ptr<ObjectLock> object) : object_(std::move(object)) {}
+RepoLock::RepoLock(RepoLock&&) noexcept = default;
+RepoLock& RepoLock::operator=(RepoLock&&) noexcept = default;
+RepoLock::~RepoLock() = default;
+
+void RepoLock::also_hold(RepoLock other) { also_ = std::make_unique<RepoLock>(std::move(other)); }
+
+Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds, bool name_host,
+                                          const ObjectLockOptions& options, std::string* broke) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
+  auto object = std::make_unique<ObjectLock>();
+  object->storage = &storage;
+  object->token = hex_token();
+  object->options = options;
+  for (;;) {
+    const int64_t now = unix_ms();
+    std::string content = fmt::format("holder: {}\ntoken: {}\ntime_ms: {}\n", who(name_host), object->token, now);
+    auto put = storage.put(kLockName, std::span(reinterpret_cast<const uint8_t*>(content.data()), content.size()));
+    if (put) break;
+    if (put.error().code() != ErrorCode::kInvalidArgument || put.error().sys_errno() != EEXIST) {
+      return fail(std::move(put.error()).wrap("taking the lock of repository " + storage.description()));
+    }
+    // Held: by whom, and is it alive?
+    auto bytes = storage.get(kLockName);
+    if (!bytes) {
+      if (bytes.error().code() == ErrorCode::kNotFound) continue;  // released meanwhile
+      return fail(std::move(bytes.error()).wrap("reading the lock of repository " + storage.description()));
+    }
+    auto held = parse_lock(*bytes);
+    std::string holder = held ? held->holder : "an unreadable lock object";
+    if (held) {
+      BLKVAULT_TRY_ASSIGN(int64_t alive, last_alive(storage, *held));
+      if (static_cast<double>(unix_ms() - alive) > options.stale_s * 1000) {
+        // Stale: re-read just before deleting, so a lock taken meanwhile survives.
+        auto again = storage.get(kLockName);
+        if (again) {
+          auto c = parse_lock(*again);
+          if (c && c->token == held->token) {
+            BLKVAULT_TRY(storage.remove(kLockName));
+            (void)remove_refreshes(storage, held->token);
+            if (broke != nullptr) *broke = holder;
+          }
+        }
+        continue;
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return fail(ErrorCode::kLocked,
+                  fmt::format("repository {} is locked by {}{}", storage.description(), holder,
+                              wait_seconds > 0 ? fmt::format(" (waited {:g} s)", wait_seconds) : std::string()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ObjectLock* o = object.get();
+  o->refresher = std::thread([o] { o->run(); });
+  return RepoLock(std::move(object));
+}
+
+Result<std::optional<std::string>> RepoLock::object_holder(Storage& storage, const ObjectLockOptions& options) {
+  auto bytes = storage.get(kLockName);
+  if (!bytes) {
+    if (bytes.error().code() == ErrorCode::kNotFound) return std::optional<std::string>();
+    return tl::unexpected(std::move(bytes).error());
+  }
+  auto held = parse_lock(*bytes);
+  if (!held) return std::optional<std::string>("an unreadable lock object");
+  BLKVAULT_TRY_ASSIGN(int64_t alive, last_alive(storage, *held));
+  std::string h = held->holder;
+  if (static_cast<double>(unix_ms() - alive) > options.stale_s * 1000) h += " (stale: the next writer will break it)";
+  return std::optional<std::string>(h);
 }
 
 }  // namespace blkvault::repo

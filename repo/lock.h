@@ -1,15 +1,29 @@
 // repo/lock.h — the repository's writer lock.
 //
-// One writer at a time: an exclusive flock(2) on "<repo>/lock". flock locks die
+// One writer at a time.
+// A local repository: an exclusive flock(2) on "<repo>/lock". flock locks die
 // with their process, so a lock left by a killed blkvault is free at once (no
 // stale-lock timeout needed on a local filesystem). The holder writes its pid,
 // host and start time into the file, so a refused writer can say who holds it:
 //   "repository /srv/repo is locked by pid 1234 on host db1 since 2026-11-25T03:00:00Z".
+// Object storage (acquire_object): the object "lock", created with a
+// no-overwrite put (If-None-Match: *), so of several hosts exactly one gets it.
+// It names its holder the same way, plus a random token and the time. A
+// process that dies cannot delete it, so the holder proves it is alive: every
+// refresh_s it publishes "lock-refresh/<token>-<unix ms>" (and deletes the one
+// before). A lock whose newest sign of life is older than stale_s is stale:
+// the next writer deletes it (and its refresh objects) and takes the lock. The
+// times are the holder's clock: hosts must keep their clocks within a fraction
+// of stale_s (NTP). S3 has no conditional delete, so two writers breaking the
+// same stale lock at the same moment could in theory both believe they hold
+// it; the token is re-read just before the delete to make that window small.
 // Readers take no lock: the SQLite index's WAL snapshot isolation keeps them
 // consistent while a writer commits.
-// Thread-safety: a RepoLock is owned by one thread; it is move-only.
+// Thread-safety: a RepoLock is owned by one thread; it is move-only (an object
+// lock's refresher runs on its own thread until the RepoLock is destroyed).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -18,26 +32,53 @@
 
 namespace blkvault::repo {
 
+class Storage;
+
+struct ObjectLockOptions {
+  double stale_s = 1800;   // 30 min without a sign of life: stale
+  double refresh_s = 300;  // the holder's heartbeat period
+  // Both overridable with BLKVAULT_LOCK_STALE_S (refresh: a quarter of it).
+  static ObjectLockOptions from_environment();
+};
+
 class RepoLock {
  public:
   // Takes the lock, waiting up to wait_seconds (0: fail at once) for another
   // holder. kLocked when it cannot be had; kIo for other failures.
   // `name_host`: write the host name into the lock file (not for encrypted
   // repositories, whose files must not name the host).
+  // An "s3:" repository: acquire_object on a storage opened from the environment.
   static Result<RepoLock> acquire(const std::string& repo_dir, double wait_seconds, bool name_host = true);
   // Who holds the lock now ("pid 1234 on host db1 since …"), or nullopt when
-  // it is free. Does not take it.
+  // it is free. Does not take it. An "s3:" repository: object_holder.
   static Result<std::optional<std::string>> holder(const std::string& repo_dir);
 
-  RepoLock(RepoLock&&) noexcept = default;
-  RepoLock& operator=(RepoLock&&) noexcept = default;
+  // The object lock in `storage` (which must outlive the RepoLock). The
+  // kLocked message names storage.description() and the holder; a stale lock
+  // that was broken is reported through `broke` (its holder), when given.
+  static Result<RepoLock> acquire_object(Storage& storage, double wait_seconds, bool name_host,
+                                         const ObjectLockOptions& options, std::string* broke = nullptr);
+  // The holder, "(stale)" appended when it is; nullopt when free.
+  static Result<std::optional<std::string>> object_holder(Storage& storage, const ObjectLockOptions& options);
+
+  RepoLock(RepoLock&&) noexcept;
+  RepoLock& operator=(RepoLock&&) noexcept;
   RepoLock(const RepoLock&) = delete;
   RepoLock& operator=(const RepoLock&) = delete;
-  ~RepoLock() = default;  // closing the fd releases the flock
+  ~RepoLock();  // closing the fd releases the flock; an object lock is deleted
+
+  // Holds `other` as long as this lock (released after it).
+  void also_hold(RepoLock other);
+
+  struct ObjectLock;
 
  private:
-  explicit RepoLock(UniqueFd fd) : fd_(std::move(fd)) {}
+  explicit RepoLock(UniqueFd fd);
+  explicit RepoLock(std::unique_ptr<ObjectLock> object);
+  std::shared_ptr<Storage> owned_storage_;  // acquire() of an "s3:" address: outlives object_
   UniqueFd fd_;
+  std::unique_ptr<ObjectLock> object_;
+  std::unique_ptr<RepoLock> also_;
 };
 
 }  // namespace blkvault::repo

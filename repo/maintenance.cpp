@@ -29,6 +29,7 @@
 
 #include "repo/pack.h"
 #include "repo/repository_impl.h"
+#include "repo/s3_storage.h"
 
 namespace blkvault::repo {
 
@@ -246,6 +247,12 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
   for (const auto& n : leftovers) {
     BLKVAULT_TRY(impl.storage->remove(n));
     report.leftovers_deleted++;
+  }
+  // On object storage an interrupted write is an unfinished multipart upload;
+  // under the lock no other writer can have one in flight.
+  if (auto* s3 = dynamic_cast<S3Storage*>(impl.storage.get())) {
+    BLKVAULT_TRY_ASSIGN(uint64_t aborted, s3->abort_stale_uploads());
+    report.leftovers_deleted += aborted;
   }
 
   // Step 4: rewrite packs that are mostly garbage. Out of space, it stops:

@@ -19,6 +19,7 @@
 #include "common/file_io.h"
 #include "repo/pack.h"
 #include "repo/repository_impl.h"
+#include "repo/s3_storage.h"
 
 namespace blkvault::repo {
 namespace {
@@ -233,21 +234,42 @@ Status init_repository(const std::string& path, const InitOptions& options) {
   if (options.cipher != Cipher::kNone && options.passphrase.empty()) {
     return fail(ErrorCode::kInvalidArgument, "an encrypted repository needs a passphrase (it cannot be empty)");
   }
-  std::error_code ec;
-  const auto st = fs::symlink_status(path, ec);
-  if (!ec && fs::exists(st)) {
-    if (!fs::is_directory(st)) return fail(ErrorCode::kInvalidArgument, path + " exists and is not a directory");
-    if (fs::exists(fs::path(path) / "config")) {
-      return fail(ErrorCode::kInvalidArgument, path + " is already a repository (it has a config file)");
+  std::unique_ptr<Storage> storage;
+  if (is_remote_repository(path)) {
+    // Object storage: the bucket is created when missing; the prefix must hold nothing.
+    BLKVAULT_TRY_ASSIGN(auto s3, S3Storage::open(path));
+    auto names = s3->list("");
+    if (!names && names.error().code() == ErrorCode::kNotFound) {
+      BLKVAULT_TRY(s3->client().create_bucket());
+      names = s3->list("");
     }
-    if (!fs::is_empty(path, ec)) {
-      return fail(ErrorCode::kInvalidArgument, path + " is not empty (init needs a new or empty directory)");
+    if (!names) return fail(std::move(names.error()).wrap("creating repository " + path));
+    if (std::find(names->begin(), names->end(), "config") != names->end()) {
+      return fail(ErrorCode::kInvalidArgument, path + " is already a repository (it has a config object)");
     }
+    if (!names->empty()) {
+      return fail(ErrorCode::kInvalidArgument, path + " is not empty (init needs a bucket or prefix with no objects)");
+    }
+    storage = std::move(s3);
   } else {
-    fs::create_directories(path, ec);
-    if (ec) return fail(Error::from_errno("creating " + path, ec.value()));
+    std::error_code ec;
+    const auto st = fs::symlink_status(path, ec);
+    if (!ec && fs::exists(st)) {
+      if (!fs::is_directory(st)) return fail(ErrorCode::kInvalidArgument, path + " exists and is not a directory");
+      if (fs::exists(fs::path(path) / "config")) {
+        return fail(ErrorCode::kInvalidArgument, path + " is already a repository (it has a config file)");
+      }
+      if (!fs::is_empty(path, ec)) {
+        return fail(ErrorCode::kInvalidArgument, path + " is not empty (init needs a new or empty directory)");
+      }
+    } else {
+      fs::create_directories(path, ec);
+      if (ec) return fail(Error::from_errno("creating " + path, ec.value()));
+    }
+    ::chmod(path.c_str(), 0700);
+    BLKVAULT_TRY_ASSIGN(auto local, LocalStorage::open(path));
+    storage = std::move(local);
   }
-  ::chmod(path.c_str(), 0700);
 
   RepoConfig c;
   c.id = random_hex(16);
@@ -256,7 +278,6 @@ Status init_repository(const std::string& path, const InitOptions& options) {
   c.pack_size = options.pack_size;
   c.created = rfc3339_utc(now_ms());
   c.cipher = options.cipher;
-  BLKVAULT_TRY_ASSIGN(auto storage, LocalStorage::open(path));
   if (c.cipher == Cipher::kNone) {
     BLKVAULT_TRY(random_bytes(c.chunk_key));
   } else {
@@ -768,25 +789,41 @@ Repository::Repository(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Repository::~Repository() = default;
 
 Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, const OpenOptions& options) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) {
-      return fail(ErrorCode::kNotFound, "repository " + path + " does not exist (create it with: blkvault init)");
-    }
-    return fail_errno("opening repository " + path);
-  }
-  if (!S_ISDIR(st.st_mode)) return fail(ErrorCode::kInvalidArgument, path + " is not a blkvault repository (not a directory)");
-
+  // Object storage keeps no index: each host caches it (below).
+  const bool remote = is_remote_repository(path);
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->log = options.log;
-  BLKVAULT_TRY_ASSIGN(auto local, LocalStorage::open(path));
-  impl->storage = std::move(local);
+  if (remote) {
+    BLKVAULT_TRY_ASSIGN(auto s3, S3Storage::open(path));
+    BLKVAULT_TRY_ASSIGN(bool has_config, s3->exists("config"));
+    if (!has_config) {
+      auto names = s3->list("");
+      if ((!names && names.error().code() == ErrorCode::kNotFound) || (names && names->empty())) {
+        return fail(ErrorCode::kNotFound, "repository " + path + " does not exist (create it with: blkvault init)");
+      }
+      if (!names) return fail(std::move(names.error()).wrap("opening repository " + path));
+    }
+    impl->storage = std::move(s3);
+  } else {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) {
+        return fail(ErrorCode::kNotFound, "repository " + path + " does not exist (create it with: blkvault init)");
+      }
+      return fail_errno("opening repository " + path);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      return fail(ErrorCode::kInvalidArgument, path + " is not a blkvault repository (not a directory)");
+    }
+    BLKVAULT_TRY_ASSIGN(auto local, LocalStorage::open(path));
+    impl->storage = std::move(local);
+  }
   if (options.wrap_storage) impl->storage = options.wrap_storage(std::move(impl->storage));
   BLKVAULT_TRY_ASSIGN(impl->config, read_config(*impl->storage, path));
   impl->index_file = path + "/index.sqlite";
-  if (impl->config.cipher != Cipher::kNone) {
-    BLKVAULT_TRY(impl->unlock(options));
+  if (impl->config.cipher != Cipher::kNone) BLKVAULT_TRY(impl->unlock(options));
+  if (impl->config.cipher != Cipher::kNone || remote) {
     std::string cache = options.cache_dir;
     if (cache.empty()) {
       if (const char* env = std::getenv("BLKVAULT_CACHE_DIR"); env != nullptr && *env) {
@@ -806,9 +843,23 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
     impl->index_file = dir + "/index.sqlite";
   }
 
+  // On object storage the writer lock is an object every host sees; this
+  // host's cache of the index is guarded by a local lock in the cache dir.
+  const std::string lock_dir = remote ? fs::path(impl->index_file).parent_path().string() : path;
+  const bool name_host = impl->config.cipher == Cipher::kNone;
   if (options.write) {
-    BLKVAULT_TRY_ASSIGN(auto lock, RepoLock::acquire(path, options.lock_wait_s, impl->config.cipher == Cipher::kNone));
-    impl->lock.emplace(std::move(lock));
+    if (remote) {
+      std::string broke;
+      BLKVAULT_TRY_ASSIGN(auto lock, RepoLock::acquire_object(*impl->storage, options.lock_wait_s, name_host,
+                                                               ObjectLockOptions::from_environment(), &broke));
+      if (!broke.empty()) impl->logger().warning("broke the stale repository lock of " + broke);
+      BLKVAULT_TRY_ASSIGN(auto cache_lock, RepoLock::acquire(lock_dir, options.lock_wait_s, name_host));
+      lock.also_hold(std::move(cache_lock));
+      impl->lock.emplace(std::move(lock));
+    } else {
+      BLKVAULT_TRY_ASSIGN(auto lock, RepoLock::acquire(path, options.lock_wait_s, name_host));
+      impl->lock.emplace(std::move(lock));
+    }
   }
   // A reader brings the index up to date only when it must (a manifest it
   // does not know, or no usable index) and no writer is active: taking the
@@ -826,7 +877,7 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   }
   std::optional<RepoLock> reader_lock;
   if ((behind || rebuild) && !options.write) {
-    auto lock = RepoLock::acquire(path, 0, impl->config.cipher == Cipher::kNone);
+    auto lock = RepoLock::acquire(lock_dir, 0, name_host);
     if (lock) {
       reader_lock.emplace(std::move(*lock));
     } else if (lock.error().code() != ErrorCode::kLocked) {

@@ -78,18 +78,24 @@ struct SimDevice {
 
 class RepositoryTest : public ::testing::Test {
  protected:
-  std::string repo_path() const { return dir_ / "repo"; }
+  // A local directory, or the address another backend's test set (remote_).
+  std::string repo_path() const { return remote_.empty() ? dir_ / "repo" : remote_; }
+  // Where this "host" caches the index of a remote repository.
+  std::string cache_dir() const { return dir_ / "cache"; }
 
   void init(uint64_t pack_size = 1 << 20) {
     InitOptions o;
     o.chunk_size = kChunk;
     o.pack_size = pack_size;
-    ASSERT_TRUE(init_repository(repo_path(), o)) << "init";
+    o.cache_dir = cache_dir();
+    auto st = init_repository(repo_path(), o);
+    ASSERT_TRUE(st) << "init: " << st.error().message();
   }
 
   std::unique_ptr<Repository> open(bool write) {
     OpenOptions o;
     o.write = write;
+    o.cache_dir = cache_dir();
     auto r = Repository::open(repo_path(), o);
     EXPECT_TRUE(r) << (r ? "" : r.error().message());
     return r ? std::move(*r) : nullptr;
@@ -141,6 +147,7 @@ class RepositoryTest : public ::testing::Test {
   }
 
   test::TempDir dir_;
+  std::string remote_;
 };
 
 }  // namespace blkvault::repo

@@ -1,0 +1,63 @@
+// repo/s3_storage.h — a repository in S3-compatible object storage
+// ("s3:https://HOST[:PORT]/BUCKET[/PREFIX]"), behind the Storage interface.
+//
+// How the Storage contract maps onto S3 (docs/OBJECT-STORAGE.md):
+//   - put() and small Writers are one PUT with If-None-Match: * (412 -> "already
+//     exists"), carrying Content-MD5 and a signed SHA-256; S3 publishes an
+//     object atomically and durably when the PUT returns;
+//   - a Writer whose data outgrows the part size becomes a multipart upload
+//     (parts sent while it is written, so memory stays at one part); commit()
+//     completes it (refusing an existing name: HEAD first, and If-None-Match: *
+//     where the store honours it on completion); a Writer dropped without
+//     commit() aborts the upload, so nothing becomes visible;
+//   - list_unpublished() returns nothing: an unfinished write is an unfinished
+//     multipart upload, not an object; abort_stale_uploads() removes those left
+//     by killed writers (gc calls it under the repository lock);
+//   - names map to keys "<PREFIX>/<name>".
+// Thread-safety: as Storage (the client pools its connections).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "repo/s3_client.h"
+#include "repo/storage.h"
+
+namespace blkvault::repo {
+
+// True for "s3:…" repository addresses.
+bool is_remote_repository(std::string_view repo);
+
+class S3Storage final : public Storage {
+ public:
+  // Credentials and addressing from the environment (s3::apply_environment).
+  static Result<std::unique_ptr<S3Storage>> open(const std::string& url);
+  static std::unique_ptr<S3Storage> open(s3::Endpoint endpoint, s3::ClientOptions options);
+
+  std::string description() const override;
+  Status put(std::string_view name, std::span<const uint8_t> data) override;
+  Result<std::unique_ptr<Writer>> create(std::string_view name) override;
+  Result<std::vector<uint8_t>> get(std::string_view name) override;
+  Result<std::vector<uint8_t>> get_range(std::string_view name, uint64_t offset, uint64_t length) override;
+  Result<uint64_t> size(std::string_view name) override;
+  Result<bool> exists(std::string_view name) override;
+  Result<std::vector<std::string>> list(std::string_view prefix) override;
+  Result<std::vector<std::string>> list_unpublished(std::string_view prefix) override;
+  Status remove(std::string_view name) override;
+
+  // Aborts the multipart uploads under the repository's prefix (unfinished
+  // writes of killed processes). REQUIRES: the repository lock. Returns how many.
+  Result<uint64_t> abort_stale_uploads();
+  // Objects larger than this are written as multipart uploads of this part size.
+  void set_part_size(size_t bytes) { part_size_ = bytes; }
+  size_t part_size() const { return part_size_; }
+  s3::Client& client() { return client_; }
+  std::string key_for(std::string_view name) const { return client_.endpoint().prefix + std::string(name); }
+
+ private:
+  S3Storage(s3::Endpoint endpoint, s3::ClientOptions options) : client_(std::move(endpoint), std::move(options)) {}
+  s3::Client client_;
+  size_t part_size_ = 16u << 20;
+};
+
+}  // namespace blkvault::repo
