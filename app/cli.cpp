@@ -36,7 +36,9 @@ constexpr const char* kExitCodesHelp = R"(Exit status:
 
 Environment: BLKVAULT_REPO (--repo), BLKVAULT_MODULE (--module), BLKVAULT_PASSWORD (the passphrase),
 BLKVAULT_PASSWORD_FILE, BLKVAULT_PASSWORD_COMMAND, BLKVAULT_KEY_FILE, BLKVAULT_CACHE_DIR.
-Documentation: docs/CLI.md)";
+S3 repositories: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION,
+BLKVAULT_S3_ADDRESSING (path|virtual), BLKVAULT_S3_CA_FILE, BLKVAULT_LOCK_STALE_S.
+Documentation: docs/CLI.md, docs/OBJECT-STORAGE.md)";
 
 // The one process-wide pointer the signal handler may touch.
 CancelToken* g_cancel = nullptr;
@@ -76,7 +78,7 @@ int run_cli(int argc, char** argv) {
   OutputOptions oopt;
   std::string repo, module_spec = "/dev/veeamblksnap", state_dir;
   double lock_wait = 0;
-  cli.add_option("-r,--repo", repo, "Repository path")->envname("BLKVAULT_REPO");
+  cli.add_option("-r,--repo", repo, "Repository: a directory, or s3:https://HOST[:PORT]/BUCKET[/PREFIX]")->envname("BLKVAULT_REPO");
   cli.add_option("--module", module_spec, "Kernel module: /dev/veeamblksnap, or sim:DIR for the simulation")
       ->envname("BLKVAULT_MODULE");
   cli.add_option("--state-dir", state_dir,
@@ -89,7 +91,7 @@ int run_cli(int argc, char** argv) {
   cli.add_option("--key-file", key_file, "The key file of a repository created with --key-mode keyfile")
       ->envname("BLKVAULT_KEY_FILE");
   cli.add_option("--cache-dir", cache_dir,
-                 "Where the index of an encrypted repository is kept (default /var/cache/blkvault, or ~/.cache/blkvault)")
+                 "Where the index of an encrypted or S3 repository is kept (default /var/cache/blkvault, or ~/.cache/blkvault)")
       ->envname("BLKVAULT_CACHE_DIR");
   cli.add_option("--lock-wait", lock_wait, "Seconds to wait for the repository lock (default: fail at once)")
       ->check(CLI::NonNegativeNumber);

@@ -388,7 +388,11 @@ Error Client::http_error(const Request& req, const Response& resp) const {
   if (std::string a = resp.header("x-blkvault-attempts"); !a.empty()) what += " (after " + a + " attempts)";
   ErrorCode ec = ErrorCode::kIo;
   if (resp.status == 404) ec = ErrorCode::kNotFound;
-  if (resp.status == 403 || resp.status == 401) ec = ErrorCode::kPermission;
+  if (resp.status == 403 || resp.status == 401) {
+    ec = ErrorCode::kPermission;
+    if (code.empty()) what += " Forbidden";
+    what += " (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's permissions)";
+  }
   return Error(ec, what);
 }
 
