@@ -286,6 +286,51 @@ TEST_P(BackendTest, TwoHostsShareOneRepositoryAndItsChunks) {
   }
 }
 
+TEST_P(BackendTest, AnotherHostsGenerationReplacesAFailedRunOfTheSameIdInThisHostsCache) {
+  init();
+  SimDevice d1{"/dev/h1", std::vector<uint8_t>(4 * kChunk, 1)}, d2{"/dev/h2", std::vector<uint8_t>(4 * kChunk, 2)};
+  auto opts = [&](const std::string& cache) {
+    OpenOptions o;
+    o.write = true;
+    o.cache_dir = cache;
+    return o;
+  };
+  const std::string c1 = dir_ / "host1-cache", c2 = dir_ / "host2-cache";
+  {
+    auto h1 = Repository::open(repo_path(), opts(c1));
+    ASSERT_TRUE(h1) << h1.error().message();
+    ASSERT_TRUE(backup(**h1, {&d1}, true));
+    auto w = (*h1)->begin_generation("host1", "v");  // generation 2, abandoned: failed in host 1's cache only
+    ASSERT_TRUE(w);
+    EXPECT_EQ((*w)->id(), 2u);
+  }
+  GenerationId g2 = 0;
+  {
+    auto h2 = Repository::open(repo_path(), opts(c2));
+    ASSERT_TRUE(h2) << h2.error().message();
+    auto g = backup(**h2, {&d2}, true);
+    ASSERT_TRUE(g) << g.error().message();
+    g2 = g->id;
+  }
+  auto h1 = Repository::open(repo_path(), opts(c1));
+  ASSERT_TRUE(h1) << h1.error().message();
+  auto gens = (*h1)->generations();
+  ASSERT_TRUE(gens);
+  // Locally the index (and so the failed run, id 2) is shared: host 2 took id 3.
+  // On S3 each host has its own: host 2 committed id 2, which replaced host 1's failed run.
+  ASSERT_EQ(gens->size(), remote() ? 2u : 3u);
+  EXPECT_EQ(g2, remote() ? 2u : 3u);
+  EXPECT_EQ(gens->back().id, g2);
+  EXPECT_EQ(gens->back().state, GenerationState::kComplete);
+  expect_restores(**h1, g2, d2, d2.bytes);
+  auto next = backup(**h1, {&d1}, false);
+  ASSERT_TRUE(next) << next.error().message();
+  EXPECT_EQ(next->id, g2 + 1);
+  auto v = (*h1)->verify(VerifyOptions{.data = true}, nullptr, {});
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->clean());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values("local", "s3"),
                          [](const auto& info) { return info.param; });
 
