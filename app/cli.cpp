@@ -16,6 +16,7 @@
 #include "app/inspect_commands.h"
 #include "app/key_commands.h"
 #include "app/maintenance_commands.h"
+#include "app/recovery_commands.h"
 #include "app/run_commands.h"
 #include "app/schedule_commands.h"
 #include "app/sim_commands.h"
@@ -108,6 +109,8 @@ int run_cli(int argc, char** argv) {
   key_cmds.add_to(cli);
   MaintenanceCommands maintenance_cmds;
   maintenance_cmds.add_to(cli);
+  RecoveryCommands recovery_cmds;
+  recovery_cmds.add_to(cli);
   SimCommands sim_cmds;
   sim_cmds.add_to(cli);
   ConfigCommands config_cmds;
@@ -152,6 +155,8 @@ int run_cli(int argc, char** argv) {
     st = key_cmds.run(ctx);
   } else if (maintenance_cmds.parsed()) {
     st = maintenance_cmds.run(ctx);
+  } else if (recovery_cmds.parsed()) {
+    st = recovery_cmds.run(ctx);
   } else if (sim_cmds.parsed()) {
     st = sim_cmds.run(ctx);
   } else if (config_cmds.parsed()) {

@@ -206,6 +206,7 @@ struct RepoStats {
 };
 
 class Repository;
+struct DeviceDiff;  // repo/diff.h
 
 // Writes one device of a generation. put() may be called from many threads at
 // once; a chunk index is put at most once. Chunks never put are inherited from
@@ -304,6 +305,11 @@ class Repository {
   // `progress` receives increments (bytes just written), one call at a time.
   Result<RestoreStats> restore(const DeviceImage& image, RestoreSink& sink, size_t threads,
                                const CancelToken* cancel, const std::function<void(uint64_t bytes)>& progress);
+
+  // What changed in `device` between generations `a` and `b` (either order),
+  // from the index alone (repo/diff.h). kNotFound when either generation is not
+  // committed or lacks the device; kInvalidArgument when it failed in either.
+  Result<DeviceDiff> diff(GenerationId a, GenerationId b, std::string_view device);
 
   // `progress` receives increments (pack bytes just checked), one call at a time.
   Result<VerifyReport> verify(const VerifyOptions& options, const CancelToken* cancel,

@@ -1,0 +1,32 @@
+// app/recovery_commands.h — `blkvault diff` (what changed between two
+// generations, from the index alone). Registers on the CLI and runs whichever
+// was given (the pattern of SimCommands).
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "app/commands.h"
+
+namespace blkvault::app {
+
+struct DiffOptions {
+  std::string from;    // GEN_A: an id or "latest"
+  std::string to;      // GEN_B
+  std::string device;  // empty: every device of either generation
+};
+Status cmd_diff(Context& ctx, const DiffOptions& opts);
+
+class RecoveryCommands {
+ public:
+  void add_to(CLI::App& cli);
+  bool parsed() const;
+  Status run(Context& ctx);
+
+ private:
+  CLI::App* diff_ = nullptr;
+  DiffOptions diff_opts_;
+};
+
+}  // namespace blkvault::app
