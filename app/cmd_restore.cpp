@@ -10,6 +10,7 @@
 
 #include "app/commands.h"
 #include "app/repo_access.h"
+#include "app/restore_lookup.h"
 #include "app/restore_target.h"
 #include "repo/repository.h"
 
@@ -29,40 +30,6 @@ class TargetSink final : public repo::RestoreSink {
   RestoreTarget& target_;
 };
 
-std::string join(const std::vector<std::string>& items) {
-  std::string s;
-  for (const auto& i : items) s += (s.empty() ? "" : ", ") + i;
-  return s;
-}
-
-// "latest" or an id -> a committed generation, or a message listing what exists.
-Result<repo::GenerationId> resolve_generation(repo::Repository& repository, const std::string& spec) {
-  auto id = repository.resolve(spec);
-  if (id) return *id;
-  Error e = std::move(id).error();
-  if (e.code() != ErrorCode::kNotFound) return fail(std::move(e));
-  BLKVAULT_TRY_ASSIGN(auto all, repository.generations());
-  std::vector<std::string> ids;
-  for (const auto& g : all) {
-    if (g.state == repo::GenerationState::kComplete || g.state == repo::GenerationState::kPartial) {
-      ids.push_back(std::to_string(g.id));
-    }
-  }
-  if (ids.empty()) return fail(ErrorCode::kNotFound, "the repository has no backup yet");
-  return fail(ErrorCode::kNotFound, fmt::format("{} (the repository has: {})", e.message(), join(ids)));
-}
-
-Result<repo::DeviceImage> find_image(repo::Repository& repository, repo::GenerationId id, const std::string& device) {
-  auto image = repository.device_image(id, device);
-  if (image) return std::move(*image);
-  Error e = std::move(image).error();
-  if (e.code() != ErrorCode::kNotFound) return fail(std::move(e));  // e.g. "device X failed in generation N"
-  BLKVAULT_TRY_ASSIGN(repo::GenerationInfo info, repository.generation(id));
-  std::vector<std::string> names;
-  for (const auto& d : info.devices) names.push_back(d.name + (d.complete ? "" : " (failed)"));
-  return fail(ErrorCode::kNotFound, fmt::format("generation {} has no device {} (it has: {})", id, device, join(names)));
-}
-
 }  // namespace
 
 Status cmd_restore(Context& ctx, const RestoreOptions& opts) {
@@ -70,8 +37,8 @@ Status cmd_restore(Context& ctx, const RestoreOptions& opts) {
   if (opts.device.empty()) return fail(ErrorCode::kInvalidArgument, "restore: --device NAME is required");
   if (opts.to.empty()) return fail(ErrorCode::kInvalidArgument, "restore: --to PATH is required");
   BLKVAULT_TRY_ASSIGN(auto repository, open_repository(ctx, /*write=*/false));
-  BLKVAULT_TRY_ASSIGN(repo::GenerationId id, resolve_generation(*repository, opts.generation));
-  BLKVAULT_TRY_ASSIGN(repo::DeviceImage image, find_image(*repository, id, opts.device));
+  BLKVAULT_TRY_ASSIGN(repo::GenerationId id, resolve_committed(*repository, opts.generation));
+  BLKVAULT_TRY_ASSIGN(repo::DeviceImage image, find_device_image(*repository, id, opts.device));
   std::error_code ec;
   const bool existed = std::filesystem::symlink_status(opts.to, ec).type() != std::filesystem::file_type::not_found;
   BLKVAULT_TRY_ASSIGN(RestoreTarget target, RestoreTarget::open(opts.to, image.size_bytes, opts.force));

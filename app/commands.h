@@ -63,8 +63,10 @@ struct RestoreOptions {
   std::string device;
   std::string to;
   bool force = false;
+  bool delta = false;  // write only what differs (app/cmd_restore_delta.cpp); implies --force
 };
 Status cmd_restore(Context& ctx, const RestoreOptions& opts);
+Status cmd_restore_delta(Context& ctx, const RestoreOptions& opts);
 
 struct ListOptions {
   std::string device;

@@ -37,6 +37,9 @@ void CoreCommands::add_to(CLI::App& cli) {
       ->required();
   restore_->add_option("--to,-t", restore_opts_.to, "New file, or an existing file or block device")->required();
   restore_->add_flag("--force", restore_opts_.force, "Overwrite a target that is not empty");
+  restore_->add_flag("--delta", restore_opts_.delta,
+                     "Read the target and write only the chunks that differ (a rollback); uses the CBT when the "
+                     "target is the tracked device itself");
 
   demo_ = cli.add_subcommand("demo", "Run the main job end to end on the simulated module and check the result");
   demo_->add_option("--dir", demo_opts_.dir, "Work directory (must be empty; default: a new temporary directory)");
@@ -54,7 +57,7 @@ bool CoreCommands::parsed() const {
 Status CoreCommands::run(Context& ctx, const std::string& self_exe) {
   if (init_->parsed()) return cmd_init(ctx, init_opts_);
   if (backup_->parsed()) return cmd_backup(ctx, backup_opts_);
-  if (restore_->parsed()) return cmd_restore(ctx, restore_opts_);
+  if (restore_->parsed()) return restore_opts_.delta ? cmd_restore_delta(ctx, restore_opts_) : cmd_restore(ctx, restore_opts_);
   return cmd_demo(ctx, demo_opts_, self_exe);
 }
 

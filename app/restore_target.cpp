@@ -108,6 +108,13 @@ Status RestoreTarget::write_at(uint64_t offset, std::span<const uint8_t> data) {
   return pwrite_full(fd_.get(), data, offset, path_);
 }
 
+Status RestoreTarget::read_at(uint64_t offset, std::span<uint8_t> data) {
+  // A file shorter than the image was extended by open(): past its old end it reads zeros.
+  auto n = pread_full(fd_.get(), data, offset, path_);
+  if (!n) return fail(std::move(n).error());
+  return {};
+}
+
 Status RestoreTarget::zero(uint64_t offset, uint64_t length) {
   if (length == 0 || created_) return {};  // a new file is already sparse there
   if (block_device_) {

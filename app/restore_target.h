@@ -12,7 +12,7 @@
 //     another exclusive opener (LVM, md, a mount), and it is checked against
 //     /proc/self/mountinfo for a clear message;
 //   - anything else (a directory, a symlink, a character device) is refused.
-// Thread-safety: write_at/zero may be called concurrently (pwrite).
+// Thread-safety: read_at/write_at/zero may be called concurrently (pread/pwrite).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +33,9 @@ class RestoreTarget {
   ~RestoreTarget();
 
   Status write_at(uint64_t offset, std::span<const uint8_t> data);
+  // Reads what the target holds (restore --delta compares before it writes).
+  // REQUIRES: offset + data.size() <= the image size.
+  Status read_at(uint64_t offset, std::span<uint8_t> data);
   // Makes [offset, offset+length) read as zeros: nothing to do on a new sparse
   // file; punch a hole (or write zeros) on an existing file; BLKZEROOUT on a device.
   Status zero(uint64_t offset, uint64_t length);

@@ -207,6 +207,9 @@ struct RepoStats {
 
 class Repository;
 struct DeviceDiff;  // repo/diff.h
+class RestoreSource;  // repo/delta_restore.h
+struct DeltaOptions;
+struct DeltaStats;
 
 // Writes one device of a generation. put() may be called from many threads at
 // once; a chunk index is put at most once. Chunks never put are inherited from
@@ -305,6 +308,13 @@ class Repository {
   // `progress` receives increments (bytes just written), one call at a time.
   Result<RestoreStats> restore(const DeviceImage& image, RestoreSink& sink, size_t threads,
                                const CancelToken* cancel, const std::function<void(uint64_t bytes)>& progress);
+
+  // Writes to `sink` only the chunks of `image` that `current` (what the
+  // target holds now) does not already have (repo/delta_restore.h), checking
+  // every chunk it writes. `progress` receives increments of bytes handled.
+  Result<DeltaStats> restore_delta(const DeviceImage& image, RestoreSource& current, RestoreSink& sink,
+                                   const DeltaOptions& options, const CancelToken* cancel,
+                                   const std::function<void(uint64_t bytes)>& progress);
 
   // What changed in `device` between generations `a` and `b` (either order),
   // from the index alone (repo/diff.h). kNotFound when either generation is not
