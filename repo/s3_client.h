@@ -52,6 +52,7 @@ struct ClientOptions {
   double first_backoff_s = 0.2; // doubles each retry, capped at 10 s
   long connect_timeout_s = 10;
   long stall_timeout_s = 60;    // abort a transfer that moves nothing for this long
+  bool reuse_connections = true; // false: a new connection per request (tests)
 };
 
 // Credentials and addressing from the environment: AWS_ACCESS_KEY_ID,

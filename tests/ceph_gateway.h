@@ -1,8 +1,9 @@
 // tests/ceph_gateway.h — a real S3 object store for tests: a single-node Ceph
 // cluster with the RADOS Gateway, started by ../shared/ceph-rgw/start.sh
 // (override the directory with BLKVAULT_CEPH_RGW_DIR) in a temporary
-// directory, once per test process, on ports derived from the pid (so test
-// processes running in parallel each get their own), and stopped at exit.
+// directory, once per test process, on a block of 100 free ports chosen from
+// the pid (so test processes running in parallel each get their own; 20000-31999,
+// below the kernel's ephemeral range), and stopped at exit.
 //
 // When the Ceph packages are missing, scripts/install-ceph-deps is tried (it
 // needs root); when they still cannot be had, CephGateway::get returns null
@@ -13,6 +14,10 @@
 // Thread-safety: get() may be called from any thread.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -59,6 +64,33 @@ class CephGateway {
   std::string repo_url(const std::string& bucket, const std::string& prefix = "") const {
     return "s3:" + endpoint_ + "/" + bucket + (prefix.empty() ? "" : "/" + prefix);
   }
+  int port() const { return std::stoi(endpoint_.substr(endpoint_.rfind(':') + 1)); }
+
+  // Kills the RADOS Gateway (SIGKILL: as a crash or a lost host); the
+  // cluster behind it keeps running. Returns false when it was not running.
+  bool kill_gateway() {
+    const std::string pids = read_file(dir_ + "/pids");
+    size_t p = pids.rfind("rgw.test ");
+    if (p == std::string::npos) return false;
+    const int pid = std::stoi(pids.substr(p + 9));
+    const bool ok = ::kill(pid, SIGKILL) == 0;
+    for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) ::usleep(20000);
+    return ok;
+  }
+  // Starts the gateway again (recorded in DIR/pids, so stop.sh ends it) and
+  // waits until it answers. Returns false when it does not come up in 30 s.
+  bool restart_gateway() {
+    const std::string cmd = "cd " + dir_ + " && (radosgw -c " + dir_ + "/ceph.conf -n client.rgw.test -f >>" + dir_ +
+                            "/log/rgw.out 2>&1 & echo \"rgw.test $!\" >> " + dir_ + "/pids)";
+    if (std::system(cmd.c_str()) != 0) return false;
+    const std::string probe = "curl -s -o /dev/null " + endpoint_ + "/";
+    for (int i = 0; i < 300; ++i) {
+      if (std::system(probe.c_str()) == 0) return true;
+      ::usleep(100000);
+    }
+    return false;
+  }
+
   void export_env() const {
     ::setenv("AWS_ACCESS_KEY_ID", access_key_.c_str(), 1);
     ::setenv("AWS_SECRET_ACCESS_KEY", secret_key_.c_str(), 1);
@@ -70,6 +102,20 @@ class CephGateway {
     return std::system("command -v radosgw >/dev/null 2>&1 && command -v ceph-mon >/dev/null 2>&1 && "
                        "command -v ceph-osd >/dev/null 2>&1 && command -v radosgw-admin >/dev/null 2>&1 && "
                        "command -v uuidgen >/dev/null 2>&1 && command -v curl >/dev/null 2>&1") == 0;
+  }
+
+  static bool ports_free(int first, int count) {
+    for (int port = first; port < first + count; ++port) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<uint16_t>(port));
+      const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      ::close(fd);
+      if (!ok) return false;
+    }
+    return true;
   }
 
   static std::string read_file(const std::string& path) {
@@ -97,10 +143,16 @@ class CephGateway {
     char tmpl[] = "/tmp/blkvault-ceph-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
     dir_ = std::string(tmpl) + "/c";
-    const int base = 30000 + static_cast<int>(::getpid() % 300) * 100;
+    // A block of 100 ports (monitor, gateway, daemons' messengers) that is free now.
+    int base = 0;
+    for (int attempt = 0; attempt < 50 && base == 0; ++attempt) {
+      const int candidate = 20000 + static_cast<int>((::getpid() + attempt * 37) % 120) * 100;
+      if (ports_free(candidate, 100)) base = candidate;
+    }
+    if (base == 0) return "no block of 100 free ports found";
     const std::string cmd = "MON_PORT=" + std::to_string(base) + " RGW_PORT=" + std::to_string(base + 1) +
                             " PORT_MIN=" + std::to_string(base + 10) + " PORT_MAX=" + std::to_string(base + 99) +
-                            " " + scripts_ + "/start.sh " + dir_ + " >" + tmpl + "/start.log 2>&1";
+                            " timeout 180 " + scripts_ + "/start.sh " + dir_ + " >" + tmpl + "/start.log 2>&1";
     if (std::system(cmd.c_str()) != 0) {
       std::string log = read_file(std::string(tmpl) + "/start.log");
       stop();

@@ -1,0 +1,153 @@
+// The repository on S3 when the network and the gateway misbehave, against a
+// real Ceph RADOS Gateway (tests/ceph_gateway.h; skips, saying why, without
+// one): through a proxy that resets, refuses with 503, delays and cuts
+// connections (tests/fault_proxy.h), backups and restores lose nothing; the
+// gateway killed in the middle of a backup makes that backup fail cleanly,
+// and once it is back the next backup succeeds and everything verifies.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+
+#include "ceph_gateway.h"
+#include "fault_proxy.h"
+#include "repo/s3_storage.h"
+#include "repo_support.h"
+
+namespace blkvault::repo {
+namespace {
+
+// Forwards to another Storage, calling `before_create` first.
+class HookStorage final : public Storage {
+ public:
+  HookStorage(std::unique_ptr<Storage> inner, std::function<void(std::string_view)> before_create)
+      : inner_(std::move(inner)), hook_(std::move(before_create)) {}
+  std::string description() const override { return inner_->description(); }
+  Status put(std::string_view n, std::span<const uint8_t> d) override { return inner_->put(n, d); }
+  Result<std::unique_ptr<Writer>> create(std::string_view n) override {
+    hook_(n);
+    return inner_->create(n);
+  }
+  Result<std::vector<uint8_t>> get(std::string_view n) override { return inner_->get(n); }
+  Result<std::vector<uint8_t>> get_range(std::string_view n, uint64_t o, uint64_t l) override {
+    return inner_->get_range(n, o, l);
+  }
+  Result<uint64_t> size(std::string_view n) override { return inner_->size(n); }
+  Result<bool> exists(std::string_view n) override { return inner_->exists(n); }
+  Result<std::vector<std::string>> list(std::string_view p) override { return inner_->list(p); }
+  Result<std::vector<std::string>> list_unpublished(std::string_view p) override { return inner_->list_unpublished(p); }
+  Status remove(std::string_view n) override { return inner_->remove(n); }
+
+ private:
+  std::unique_ptr<Storage> inner_;
+  std::function<void(std::string_view)> hook_;
+};
+
+class S3FaultTest : public RepositoryTest {
+ protected:
+  void SetUp() override {
+    std::string why;
+    gw_ = test::CephGateway::get(&why);
+    if (gw_ == nullptr) GTEST_SKIP() << why;
+  }
+  // A client on `url` with one connection per request and short backoffs.
+  static std::unique_ptr<Storage> client_for(const std::string& url, int attempts) {
+    auto e = s3::parse_url(url);
+    s3::ClientOptions o;
+    EXPECT_TRUE(s3::apply_environment(*e, o));
+    o.reuse_connections = false;
+    o.first_backoff_s = 0.05;
+    o.max_attempts = attempts;
+    o.stall_timeout_s = 5;
+    return S3Storage::open(*e, o);
+  }
+  test::CephGateway* gw_ = nullptr;
+};
+
+TEST_F(S3FaultTest, ResetsSlowDownsDelaysAndCutAnswersAreRetriedAndNothingIsLost) {
+  test::FaultProxy proxy(gw_->port());
+  const std::string bucket = gw_->new_bucket();
+  remote_ = "s3:http://127.0.0.1:" + std::to_string(proxy.port()) + "/" + bucket + "/repo";
+  init(256 << 10);
+  proxy.every = 3;  // every third request meets a fault
+  OpenOptions o;
+  o.write = true;
+  o.cache_dir = cache_dir();
+  o.wrap_storage = [&](std::unique_ptr<Storage>) { return client_for(remote_, 6); };
+  auto repo = Repository::open(repo_path(), o);
+  ASSERT_TRUE(repo) << repo.error().message();
+  std::mt19937_64 rng(41);
+  SimDevice d{"/dev/sdz", std::vector<uint8_t>(40 * kChunk + 321)};
+  d.mutate(rng, 20);
+  std::map<GenerationId, std::vector<uint8_t>> history;
+  for (int i = 0; i < 3; ++i) {
+    auto g = backup(**repo, {&d}, false);
+    ASSERT_TRUE(g) << g.error().message();
+    history[g->id] = d.bytes;
+    d.mutate(rng, 6);
+  }
+  for (const auto& [g, bytes] : history) expect_restores(**repo, g, d, bytes);
+  auto v = (*repo)->verify(VerifyOptions{.data = true}, nullptr, {});
+  ASSERT_TRUE(v) << v.error().message();
+  EXPECT_TRUE(v->clean());
+  repo->reset();
+  for (int f = 0; f < 4; ++f) EXPECT_GT(proxy.faults[f].load(), 0) << "fault kind " << f << " never happened";
+  // And the same repository straight on the gateway, with no proxy: identical.
+  proxy.every = 0;
+  remote_ = gw_->repo_url(bucket, "repo");
+  auto direct = open(false);
+  ASSERT_TRUE(direct);
+  EXPECT_EQ(direct->generations()->size(), 3u);
+  for (const auto& [g, bytes] : history) expect_restores(*direct, g, d, bytes);
+}
+
+TEST_F(S3FaultTest, AGatewayKilledMidBackupFailsItCleanlyAndTheNextOneSucceeds) {
+  remote_ = gw_->repo_url(gw_->new_bucket(), "repo");
+  init(128 << 10);  // small packs: many uploads
+  std::mt19937_64 rng(43);
+  SimDevice d{"/dev/sdk", std::vector<uint8_t>(48 * kChunk)};
+  for (auto& x : d.bytes) x = static_cast<uint8_t>(rng());
+  std::atomic<int> packs{0};
+  std::atomic<bool> killed{false};
+  OpenOptions o;
+  o.write = true;
+  o.cache_dir = cache_dir();
+  o.wrap_storage = [&](std::unique_ptr<Storage>) -> std::unique_ptr<Storage> {
+    return std::make_unique<HookStorage>(client_for(remote_, 3), [&](std::string_view name) {
+      if (name.substr(0, 6) == "packs/" && ++packs == 4 && !killed.exchange(true)) gw_->kill_gateway();
+    });
+  };
+  auto repo = Repository::open(repo_path(), o);
+  ASSERT_TRUE(repo) << repo.error().message();
+  const auto first = d.bytes;
+  d.mark(0, d.bytes.size());
+  auto g = backup(**repo, {&d}, true);
+  ASSERT_TRUE(killed.load());
+  ASSERT_FALSE(g) << "a backup whose gateway died cannot have committed";
+  ASSERT_TRUE(gw_->restart_gateway());
+  auto gens = (*repo)->generations();
+  ASSERT_TRUE(gens);
+  ASSERT_EQ(gens->size(), 1u);
+  EXPECT_EQ(gens->at(0).state, GenerationState::kFailed);
+  repo->reset();  // releases the lock on the gateway that is back
+
+  packs = -1000000;  // no more kills
+  repo = Repository::open(repo_path(), o);
+  ASSERT_TRUE(repo) << repo.error().message();
+  d.mark(0, d.bytes.size());
+  auto g2 = backup(**repo, {&d}, true);
+  ASSERT_TRUE(g2) << g2.error().message();
+  expect_restores(**repo, g2->id, d, first);
+  auto report = (*repo)->gc(GcOptions{}, nullptr);
+  ASSERT_TRUE(report) << report.error().message();
+  auto v = (*repo)->verify(VerifyOptions{.data = true}, nullptr, {});
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->clean());
+  auto listed = (*repo)->storage().list("packs/");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->size(), (*repo)->stats()->packs) << "gc removed the failed backup's packs";
+}
+
+}  // namespace
+}  // namespace blkvault::repo
