@@ -1,6 +1,7 @@
 #include "repo/lock.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "common/file_io.h"
+#include "repo/s3_sigv4.h"
 #include "repo/s3_storage.h"
 #include "repo/storage.h"
 
@@ -112,9 +114,27 @@ int64_t unix_ms() {
 }
 
 struct LockContent {
-  std::string holder, token;
+  std::string holder, token, host_key;
   int64_t time_ms = 0;
+  int64_t pid = 0;
 };
+
+// This machine, without naming it: the first 16 hex digits of
+// SHA-256(machine id, host name). Lets a host recognise its own dead
+// processes' locks, also in an encrypted repository.
+std::string host_key() {
+  std::string id;
+  if (auto f = read_file("/etc/machine-id")) id = *f;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return s3::sha256_hex("blkvault host " + id + "\n" + host).substr(0, 16);
+}
+
+// The lock's holder is a process of this host that no longer exists.
+bool holder_is_dead_here(const LockContent& c) {
+  if (c.pid <= 0 || c.host_key.empty() || c.host_key != host_key()) return false;
+  return ::kill(static_cast<pid_t>(c.pid), 0) != 0 && errno == ESRCH;
+}
 
 std::optional<LockContent> parse_lock(const std::vector<uint8_t>& bytes) {
   LockContent c;
@@ -131,6 +151,8 @@ std::optional<LockContent> parse_lock(const std::vector<uint8_t>& bytes) {
     if (auto v = value("holder: ")) c.holder = *v;
     if (auto v = value("token: ")) c.token = *v;
     if (auto v = value("time_ms: ")) c.time_ms = std::strtoll(v->c_str(), nullptr, 10);
+    if (auto v = value("pid: ")) c.pid = std::strtoll(v->c_str(), nullptr, 10);
+    if (auto v = value("host_key: ")) c.host_key = *v;
     pos = nl + 1;
   }
   if (c.token.empty()) return std::nullopt;
@@ -229,7 +251,8 @@ Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds,
   object->options = options;
   for (;;) {
     const int64_t now = unix_ms();
-    std::string content = fmt::format("holder: {}\ntoken: {}\ntime_ms: {}\n", who(name_host), object->token, now);
+    std::string content = fmt::format("holder: {}\ntoken: {}\ntime_ms: {}\npid: {}\nhost_key: {}\n", who(name_host),
+                                      object->token, now, ::getpid(), host_key());
     auto put = storage.put(kLockName, std::span(reinterpret_cast<const uint8_t*>(content.data()), content.size()));
     if (put) break;
     if (put.error().code() != ErrorCode::kInvalidArgument || put.error().sys_errno() != EEXIST) {
@@ -245,8 +268,10 @@ Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds,
     std::string holder = held ? held->holder : "an unreadable lock object";
     if (held) {
       BLKVAULT_TRY_ASSIGN(int64_t alive, last_alive(storage, *held));
-      if (static_cast<double>(unix_ms() - alive) > options.stale_s * 1000) {
-        // Stale: re-read just before deleting, so a lock taken meanwhile survives.
+      // Stale, or left by a process of this host that died (a crash, a kill):
+      // break it.
+      if (static_cast<double>(unix_ms() - alive) > options.stale_s * 1000 || holder_is_dead_here(*held)) {
+        // Re-read just before deleting, so a lock taken meanwhile survives.
         auto again = storage.get(kLockName);
         if (again) {
           auto c = parse_lock(*again);
@@ -281,7 +306,11 @@ Result<std::optional<std::string>> RepoLock::object_holder(Storage& storage, con
   if (!held) return std::optional<std::string>("an unreadable lock object");
   BLKVAULT_TRY_ASSIGN(int64_t alive, last_alive(storage, *held));
   std::string h = held->holder;
-  if (static_cast<double>(unix_ms() - alive) > options.stale_s * 1000) h += " (stale: the next writer will break it)";
+  if (static_cast<double>(unix_ms() - alive) > options.stale_s * 1000) {
+    h += " (stale: the next writer will break it)";
+  } else if (holder_is_dead_here(*held)) {
+    h += " (that process is gone: the next writer will break it)";
+  }
   return std::optional<std::string>(h);
 }
 

@@ -12,7 +12,9 @@
 // process that dies cannot delete it, so the holder proves it is alive: every
 // refresh_s it publishes "lock-refresh/<token>-<unix ms>" (and deletes the one
 // before). A lock whose newest sign of life is older than stale_s is stale:
-// the next writer deletes it (and its refresh objects) and takes the lock. The
+// the next writer deletes it (and its refresh objects) and takes the lock. A
+// lock whose holder is a process of this very host (same host key: a hash of
+// machine id and host name) that no longer exists is broken at once. The
 // times are the holder's clock: hosts must keep their clocks within a fraction
 // of stale_s (NTP). S3 has no conditional delete, so two writers breaking the
 // same stale lock at the same moment could in theory both believe they hold

@@ -1,6 +1,9 @@
 // The S3 client and S3Storage against a real Ceph RADOS Gateway
 // (tests/ceph_gateway.h): the Storage contract, multipart uploads, listings
 // across pages, conditional writes, errors, retries, and the object lock.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <random>
@@ -282,6 +285,33 @@ TEST_F(S3StorageTest, AStaleLockIsBrokenALiveOneIsNot) {
   ASSERT_FALSE(other);
   EXPECT_EQ(other.error().code(), ErrorCode::kLocked);
   EXPECT_FALSE(storage_->list("lock-refresh/")->empty());
+}
+
+TEST_F(S3StorageTest, ALockOfADeadProcessOfThisHostIsBrokenAtOnce) {
+  ObjectLockOptions o;  // 30 min staleness: only the dead pid can free it
+  // A child takes the lock and dies without releasing it (as on SIGKILL).
+  pid_t child = ::fork();
+  if (child == 0) {
+    auto l = RepoLock::acquire_object(*storage_, 0, true, o);
+    if (!l) _exit(1);
+    std::_Exit(0);  // no destructors: the lock object stays
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(*storage_->exists("lock"));
+  auto h = RepoLock::object_holder(*storage_, o);
+  ASSERT_TRUE(h && *h);
+  EXPECT_NE(h->value().find("pid " + std::to_string(child) + " on host "), std::string::npos);
+  EXPECT_NE(h->value().find("(that process is gone: the next writer will break it)"), std::string::npos) << **h;
+  std::string broke;
+  auto lock = RepoLock::acquire_object(*storage_, 0, true, o, &broke);
+  ASSERT_TRUE(lock) << lock.error().message();
+  EXPECT_EQ(broke.rfind("pid " + std::to_string(child) + " on host ", 0), 0u) << broke;
+  // A live process's lock (this one's) is not broken.
+  auto other = RepoLock::acquire_object(*storage_, 0, true, o);
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code(), ErrorCode::kLocked);
 }
 
 }  // namespace
