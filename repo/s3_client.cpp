@@ -499,6 +499,15 @@ Result<std::string> Client::create_multipart(std::string_view key) {
   BLKVAULT_TRY_ASSIGN(auto doc, parse_xml(resp.body, "starting an upload of " + url_for(key)));
   std::string id = doc.child_text("UploadId");
   if (id.empty()) return fail(ErrorCode::kIo, "starting an upload of " + url_for(key) + ": no UploadId in the answer");
+  // A retried start may have started uploads whose answers were lost: only
+  // this writer uses this key, so every other upload of it is such an orphan.
+  if (!resp.header("x-blkvault-attempts").empty()) {
+    if (auto uploads = list_multipart(key)) {
+      for (const auto& u : *uploads) {
+        if (u.key == key && u.upload_id != id) (void)abort_multipart(u.key, u.upload_id);
+      }
+    }
+  }
   return id;
 }
 

@@ -97,6 +97,8 @@ class Client {
   // `page_size` keys, following continuation tokens).
   Result<std::vector<ObjectInfo>> list(std::string_view prefix, int page_size = 1000);
 
+  // Starts a multipart upload. REQUIRES: no one else uploads `key` (after a
+  // retry, the other uploads of `key` are taken for orphans of this call and aborted).
   Result<std::string> create_multipart(std::string_view key);
   // Returns the part's ETag. part_number: 1..10000.
   Result<std::string> upload_part(std::string_view key, const std::string& upload_id, int part_number,

@@ -1,20 +1,30 @@
 #include "repo/s3_storage.h"
 
+#include <deque>
+#include <future>
+#include <memory>
+#include <optional>
+
 #include <fmt/format.h>
 
 namespace blkvault::repo {
 namespace {
 
+// Parts go out on their own threads, up to S3Storage::uploads_in_flight() at
+// once, so the writer's caller (chunk workers filling a pack) goes on while
+// earlier parts travel. Memory: that many parts plus the one being filled.
 class S3Writer final : public Storage::Writer {
  public:
   S3Writer(S3Storage& storage, std::string name) : storage_(storage), name_(std::move(name)) {}
   ~S3Writer() override {
+    while (!inflight_.empty()) (void)drain_one();
     if (!committed_ && !upload_id_.empty()) {
       (void)storage_.client().abort_multipart(storage_.key_for(name_), upload_id_);
     }
   }
   Status append(std::span<const uint8_t> data) override {
     if (committed_) return fail(ErrorCode::kInternal, name_ + ": append after commit");
+    if (failed_) return fail(*failed_);
     size_ += data.size();
     while (!data.empty()) {
       const size_t room = storage_.part_size() - buffer_.size();
@@ -30,6 +40,7 @@ class S3Writer final : public Storage::Writer {
   uint64_t size() const override { return size_; }
   Status commit() override {
     if (committed_) return fail(ErrorCode::kInternal, name_ + " committed twice");
+    if (failed_) return fail(*failed_);
     const std::string key = storage_.key_for(name_);
     if (upload_id_.empty()) {
       BLKVAULT_TRY(storage_.client().put(key, buffer_, /*if_none_match=*/true));
@@ -37,6 +48,7 @@ class S3Writer final : public Storage::Writer {
       return {};
     }
     if (!buffer_.empty()) BLKVAULT_TRY(flush_part());
+    while (!inflight_.empty()) BLKVAULT_TRY(drain_one());
     // Not every store honours If-None-Match on completion: look first.
     BLKVAULT_TRY_ASSIGN(auto there, storage_.client().head(key));
     if (there) return fail(ErrorCode::kInvalidArgument, storage_.client().url_for(key) + " already exists", EEXIST);
@@ -51,9 +63,28 @@ class S3Writer final : public Storage::Writer {
     if (upload_id_.empty()) {
       BLKVAULT_TRY_ASSIGN(upload_id_, storage_.client().create_multipart(key));
     }
-    BLKVAULT_TRY_ASSIGN(auto etag, storage_.client().upload_part(key, upload_id_, static_cast<int>(etags_.size() + 1), buffer_));
-    etags_.push_back(std::move(etag));
-    buffer_.clear();
+    while (inflight_.size() >= storage_.uploads_in_flight()) BLKVAULT_TRY(drain_one());
+    auto part = std::make_shared<std::vector<uint8_t>>(std::move(buffer_));
+    buffer_ = std::vector<uint8_t>();
+    buffer_.reserve(storage_.part_size());
+    const int number = next_part_++;
+    s3::Client* client = &storage_.client();
+    const std::string id = upload_id_;
+    inflight_.push_back(std::async(std::launch::async, [client, key, id, number, part]() {
+      return client->upload_part(key, id, number, *part);
+    }));
+    return {};
+  }
+
+  // Waits for the oldest part in flight; its ETag joins the list in order.
+  Status drain_one() {
+    auto r = inflight_.front().get();
+    inflight_.pop_front();
+    if (!r) {
+      if (!failed_) failed_ = r.error();
+      return fail(std::move(r.error()));
+    }
+    etags_.push_back(std::move(*r));
     return {};
   }
 
@@ -62,6 +93,9 @@ class S3Writer final : public Storage::Writer {
   std::vector<uint8_t> buffer_;
   std::string upload_id_;
   std::vector<std::string> etags_;
+  std::deque<std::future<Result<std::string>>> inflight_;
+  std::optional<Error> failed_;  // a part that failed: the file cannot be completed
+  int next_part_ = 1;
   uint64_t size_ = 0;
   bool committed_ = false;
 };

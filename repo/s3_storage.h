@@ -6,7 +6,8 @@
 //     exists"), carrying Content-MD5 and a signed SHA-256; S3 publishes an
 //     object atomically and durably when the PUT returns;
 //   - a Writer whose data outgrows the part size becomes a multipart upload
-//     (parts sent while it is written, so memory stays at one part); commit()
+//     (parts sent while it is written, up to uploads_in_flight() at once, so
+//     memory stays at that many parts plus one); commit()
 //     completes it (refusing an existing name: HEAD first, and If-None-Match: *
 //     where the store honours it on completion); a Writer dropped without
 //     commit() aborts the upload, so nothing becomes visible;
@@ -51,6 +52,9 @@ class S3Storage final : public Storage {
   // Objects larger than this are written as multipart uploads of this part size.
   void set_part_size(size_t bytes) { part_size_ = bytes; }
   size_t part_size() const { return part_size_; }
+  // How many parts of one Writer travel at once (each on its own connection).
+  void set_uploads_in_flight(size_t n) { uploads_in_flight_ = n == 0 ? 1 : n; }
+  size_t uploads_in_flight() const { return uploads_in_flight_; }
   s3::Client& client() { return client_; }
   std::string key_for(std::string_view name) const { return client_.endpoint().prefix + std::string(name); }
 
@@ -58,6 +62,7 @@ class S3Storage final : public Storage {
   S3Storage(s3::Endpoint endpoint, s3::ClientOptions options) : client_(std::move(endpoint), std::move(options)) {}
   s3::Client client_;
   size_t part_size_ = 16u << 20;
+  size_t uploads_in_flight_ = 3;
 };
 
 }  // namespace blkvault::repo

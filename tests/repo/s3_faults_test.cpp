@@ -102,6 +102,37 @@ TEST_F(S3FaultTest, ResetsSlowDownsDelaysAndCutAnswersAreRetriedAndNothingIsLost
   for (const auto& [g, bytes] : history) expect_restores(*direct, g, d, bytes);
 }
 
+TEST_F(S3FaultTest, MultipartUploadsInParallelSurviveFaults) {
+  test::FaultProxy proxy(gw_->port());
+  const std::string bucket = gw_->new_bucket();
+  auto direct = S3Storage::open(gw_->repo_url(bucket));
+  ASSERT_TRUE(direct);
+  ASSERT_TRUE((*direct)->client().create_bucket());
+  auto faulty = client_for("s3:http://127.0.0.1:" + std::to_string(proxy.port()) + "/" + bucket, 6);
+  auto* s3 = dynamic_cast<S3Storage*>(faulty.get());
+  s3->set_part_size(5u << 20);
+  s3->set_uploads_in_flight(3);
+  std::vector<uint8_t> big((26u << 20) + 777);  // 6 parts
+  std::mt19937_64 rng(8);
+  for (auto& x : big) x = static_cast<uint8_t>(rng());
+  proxy.every = 2;
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = "packs/aa/big" + std::to_string(i);
+    auto w = s3->create(name);
+    ASSERT_TRUE(w);
+    for (size_t off = 0; off < big.size(); off += 3000017) {
+      ASSERT_TRUE((*w)->append(std::span(big).subspan(off, std::min<size_t>(3000017, big.size() - off))));
+    }
+    auto st = (*w)->commit();
+    ASSERT_TRUE(st) << st.error().message();
+    auto back = (*direct)->get(name);
+    ASSERT_TRUE(back);
+    EXPECT_TRUE(*back == big) << name;
+  }
+  EXPECT_GT(proxy.faults[test::FaultProxy::kReset].load() + proxy.faults[test::FaultProxy::kCut].load(), 0);
+  EXPECT_TRUE((*direct)->client().list_multipart("")->empty());
+}
+
 TEST_F(S3FaultTest, AGatewayKilledMidBackupFailsItCleanlyAndTheNextOneSucceeds) {
   remote_ = gw_->repo_url(gw_->new_bucket(), "repo");
   init(128 << 10);  // small packs: many uploads
