@@ -101,12 +101,20 @@ void RecoveryCommands::add_to(CLI::App& cli) {
   diff_->add_option("from", diff_opts_.from, "First generation (id or 'latest')")->required();
   diff_->add_option("to", diff_opts_.to, "Second generation (id or 'latest')")->required();
   diff_->add_option("--device,-d", diff_opts_.device, "Only this device (as named at backup)");
+  mount_ = cli.add_subcommand("mount", "Serve generations as a read-only filesystem of device images (FUSE) until "
+                                       "Ctrl-C or fusermount3 -u");
+  mount_->add_option("--generation,-g", mount_opts_.generation,
+                     "One generation (id or 'latest'): its images at the top; default: a folder per generation");
+  mount_->add_option("mountpoint", mount_opts_.mountpoint, "An empty directory")->required();
 }
 
-bool RecoveryCommands::parsed() const { return diff_ != nullptr && diff_->parsed(); }
+bool RecoveryCommands::parsed() const {
+  return (diff_ != nullptr && diff_->parsed()) || (mount_ != nullptr && mount_->parsed());
+}
 
 Status RecoveryCommands::run(Context& ctx) {
   if (diff_->parsed()) return cmd_diff(ctx, diff_opts_);
+  if (mount_->parsed()) return cmd_mount(ctx, mount_opts_);
   return {};
 }
 

@@ -1,6 +1,7 @@
 // app/recovery_commands.h — `blkvault diff` (what changed between two
-// generations, from the index alone). Registers on the CLI and runs whichever
-// was given (the pattern of SimCommands).
+// generations, from the index alone) and `blkvault mount` (generations as a
+// read-only FUSE filesystem, app/cmd_mount.cpp). Registers on the CLI and runs
+// whichever was given (the pattern of SimCommands).
 #pragma once
 
 #include <string>
@@ -18,6 +19,12 @@ struct DiffOptions {
 };
 Status cmd_diff(Context& ctx, const DiffOptions& opts);
 
+struct MountOptions {
+  std::string generation;  // empty: every committed generation, a folder each
+  std::string mountpoint;
+};
+Status cmd_mount(Context& ctx, const MountOptions& opts);
+
 class RecoveryCommands {
  public:
   void add_to(CLI::App& cli);
@@ -26,7 +33,9 @@ class RecoveryCommands {
 
  private:
   CLI::App* diff_ = nullptr;
+  CLI::App* mount_ = nullptr;
   DiffOptions diff_opts_;
+  MountOptions mount_opts_;
 };
 
 }  // namespace blkvault::app
