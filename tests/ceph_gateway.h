@@ -5,6 +5,9 @@
 // the pid (so test processes running in parallel each get their own; 20000-31999,
 // below the kernel's ephemeral range), and stopped at exit.
 //
+// BLKVAULT_TEST_S3_ENDPOINT (with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
+// uses a gateway that is already running instead, e.g. one started by a CI
+// script for the whole test run.
 // When the Ceph packages are missing, scripts/install-ceph-deps is tried (it
 // needs root); when they still cannot be had, CephGateway::get returns null
 // with the reason, and tests skip printing it:
@@ -43,6 +46,8 @@ class CephGateway {
       if (failure.empty()) {
         gw = candidate;
         std::atexit([] { gw->stop(); });
+      } else {
+        delete candidate;
       }
     }
     if (gw == nullptr && why != nullptr) *why = "no Ceph gateway: " + failure;
@@ -54,6 +59,8 @@ class CephGateway {
   const std::string& access_key() const { return access_key_; }
   const std::string& secret_key() const { return secret_key_; }
   const std::string& dir() const { return dir_; }
+  // False for a gateway this process did not start (BLKVAULT_TEST_S3_ENDPOINT).
+  bool can_restart() const { return !external_; }
 
   // A bucket name no other test of this run uses (created by whoever uses it first).
   std::string new_bucket() {
@@ -69,6 +76,7 @@ class CephGateway {
   // Kills the RADOS Gateway (SIGKILL: as a crash or a lost host); the
   // cluster behind it keeps running. Returns false when it was not running.
   bool kill_gateway() {
+    if (external_) return false;
     const std::string pids = read_file(dir_ + "/pids");
     size_t p = pids.rfind("rgw.test ");
     if (p == std::string::npos) return false;
@@ -126,6 +134,19 @@ class CephGateway {
   }
 
   std::string start() {
+    // A gateway already running for the whole test run (one start for every
+    // test process): BLKVAULT_TEST_S3_ENDPOINT=http://127.0.0.1:PORT with
+    // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set.
+    if (const char* ext = std::getenv("BLKVAULT_TEST_S3_ENDPOINT"); ext != nullptr && *ext) {
+      const char* ak = std::getenv("AWS_ACCESS_KEY_ID");
+      const char* sk = std::getenv("AWS_SECRET_ACCESS_KEY");
+      if (ak == nullptr || sk == nullptr) return "BLKVAULT_TEST_S3_ENDPOINT is set but AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not";
+      endpoint_ = ext;
+      access_key_ = ak;
+      secret_key_ = sk;
+      external_ = true;
+      return {};
+    }
     const char* env_dir = std::getenv("BLKVAULT_CEPH_RGW_DIR");
     scripts_ = env_dir != nullptr && *env_dir ? env_dir : BLKVAULT_SOURCE_DIR "/../shared/ceph-rgw";
     if (::access((scripts_ + "/start.sh").c_str(), X_OK) != 0) {
@@ -177,13 +198,14 @@ class CephGateway {
   }
 
   void stop() {
-    if (dir_.empty()) return;
+    if (external_ || dir_.empty()) return;
     (void)std::system((scripts_ + "/stop.sh " + dir_ + " >/dev/null 2>&1").c_str());
     if (!root_.empty()) (void)std::system(("rm -rf " + root_).c_str());
     dir_.clear();
   }
 
   std::string scripts_, dir_, root_, endpoint_, access_key_, secret_key_;
+  bool external_ = false;
 };
 
 }  // namespace blkvault::test

@@ -61,8 +61,11 @@ TEST(S3Url, ParsesRepositoryAddresses) {
 }
 
 TEST(S3Url, CredentialsComeFromTheEnvironment) {
+  const char* was = std::getenv("AWS_ACCESS_KEY_ID");
+  const std::string saved = was != nullptr ? was : "";
   ::unsetenv("AWS_ACCESS_KEY_ID");
   auto s = S3Storage::open("s3:http://127.0.0.1:1/bucket");
+  if (was != nullptr) ::setenv("AWS_ACCESS_KEY_ID", saved.c_str(), 1);
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().message(),
             "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (see docs/OBJECT-STORAGE.md)");
