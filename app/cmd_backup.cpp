@@ -9,6 +9,7 @@
 //   -> close the session -> commit (complete, or partial with --partial).
 // A failure before commit aborts the generation: nothing becomes visible, and as
 // baselines are read from the last good generation, none advances.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -156,6 +157,12 @@ class BackupRun {
 Result<snapshot::SessionOptions> session_options(const Context& ctx, const BackupOptions& opts) {
   snapshot::SessionOptions s;
   s.diff_storage_dir = opts.diff_storage_dir.empty() ? ctx.state_dir + "/diff" : opts.diff_storage_dir;
+  // Anything that exists and is not a directory is taken as a whole device given
+  // over to difference storage; the module checks it is one (and unused).
+  if (struct stat st {}; !opts.diff_storage_dir.empty() && ::stat(opts.diff_storage_dir.c_str(), &st) == 0 &&
+                         !S_ISDIR(st.st_mode)) {
+    s.diff_storage_device = opts.diff_storage_dir;
+  }
   s.state_dir = ctx.state_dir;
   auto limit = parse_size(opts.diff_storage_limit);
   if (!limit) return fail(std::move(limit).error().wrap("--diff-storage-limit"));

@@ -26,7 +26,10 @@ nlohmann::json command_json(const config::Command& c) {
 }
 
 nlohmann::json diff_storage_json(const config::DiffStorageConfig& d) {
-  return {{"dir", d.dir}, {"size_bytes", d.size_bytes}, {"limit_bytes", d.limit_bytes}};
+  return {{"dir", d.dir},
+          {"device", d.device.empty() ? nlohmann::json(nullptr) : nlohmann::json(d.device)},
+          {"size_bytes", d.size_bytes},
+          {"limit_bytes", d.limit_bytes}};
 }
 
 nlohmann::json report_json(const config::ReportConfig& r) {

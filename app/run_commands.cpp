@@ -219,7 +219,7 @@ Status JobRun::post_snapshot(bool cancellable) {
 Status JobRun::backup() {
   BackupOptions b;
   b.devices = job_.devices;
-  b.diff_storage_dir = job_.diff_storage.dir;
+  b.diff_storage_dir = job_.diff_storage.device.empty() ? job_.diff_storage.dir : job_.diff_storage.device;
   b.diff_storage_size = std::to_string(job_.diff_storage.size_bytes);
   b.diff_storage_limit = std::to_string(job_.diff_storage.limit_bytes);
   b.repository = repository_.get();

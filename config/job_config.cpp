@@ -15,7 +15,7 @@ constexpr std::string_view kRootKeys[] = {"module", "state-dir", "lock-wait", "r
                                           "diff-storage", "report", "job"};
 constexpr std::string_view kRepositoryKeys[] = {"path", "chunk-size", "compression", "pack-size", "password-file",
                                                 "key-file"};
-constexpr std::string_view kDiffStorageKeys[] = {"dir", "size", "limit"};
+constexpr std::string_view kDiffStorageKeys[] = {"dir", "device", "size", "limit"};
 constexpr std::string_view kReportKeys[] = {"log-file", "syslog", "on-failure"};
 constexpr std::string_view kJobKeys[] = {"devices", "schedule", "retention", "hooks",
                                          "module",  "diff-storage", "report", "lock-wait"};
@@ -80,7 +80,16 @@ std::optional<std::string> read_module(TomlReader& r, const toml::table& t, std:
 // Sets the keys the table gives, keeping `*inout` for the others.
 void read_diff_storage(TomlReader& r, const toml::table& t, std::string_view path, DiffStorageConfig* inout) {
   r.check_keys(t, path, kDiffStorageKeys);
-  if (auto v = r.path(t, path, "dir")) inout->dir = *v;
+  if (t.contains("dir") && t.contains("device")) {
+    r.problem(t.get("device")->source(), join_key(path, "device"),
+              "give either dir (storage files) or device (a whole block device), not both");
+  }
+  // A table's dir or device replaces the inherited choice of the other.
+  if (auto v = r.path(t, path, "dir")) {
+    inout->dir = *v;
+    inout->device.clear();
+  }
+  if (auto v = r.path(t, path, "device")) inout->device = *v;
   auto size = r.size(t, path, "size");
   auto limit = r.size(t, path, "limit");
   if (size) inout->size_bytes = *size;

@@ -41,6 +41,7 @@ struct RepositoryConfig {
 // [diff-storage]: the snapshot's difference storage files.
 struct DiffStorageConfig {
   std::string dir;                          // absolute; default "<state-dir>/diff"
+  std::string device;                       // absolute; when set, a whole block device used instead of dir
   uint64_t size_bytes = 1ull << 30;         // initial size
   uint64_t limit_bytes = 16ull << 30;       // the most it may grow to; >= size_bytes
 };

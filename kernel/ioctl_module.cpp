@@ -507,4 +507,36 @@ Result<Module::StorageExtents> IoctlModule::map_storage_file(const std::string& 
   return out;
 }
 
+Result<Module::StorageExtents> IoctlModule::map_storage_device(const std::string& path) {
+  const std::string what = "difference storage device " + path;
+  // O_EXCL on a block device is an exclusive open: it fails with EBUSY while the
+  // device is mounted or claimed (a partition in use, a RAID or LVM member). The
+  // module opens it itself at APPEND_STORAGE; this only keeps a user's mistake
+  // from overwriting a filesystem.
+  int fd = ::open(path.c_str(), O_RDONLY | O_EXCL | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == EBUSY) {
+      return fail(ErrorCode::kBusy, what + ": in use (mounted, or claimed by another driver); give a spare partition "
+                                           "or disk, or a directory",
+                  err);
+    }
+    if (err == ENOENT) return fail(ErrorCode::kNotFound, what + ": no such device", err);
+    return fail_errno(what, err);
+  }
+  UniqueFd owned(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail_errno(what);
+  if (!S_ISBLK(st.st_mode)) {
+    return fail(ErrorCode::kInvalidArgument, what + ": not a block device (difference storage is a directory or a "
+                                                    "whole block device)");
+  }
+  uint64_t bytes = 0;
+  if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0) return fail_errno(what + ": BLKGETSIZE64");
+  StorageExtents out;
+  out.storage_dev = DevId{major(st.st_rdev), minor(st.st_rdev)};
+  if (bytes / kSectorSize > 0) out.ranges.push_back({0, bytes / kSectorSize});
+  return out;
+}
+
 }  // namespace blkvault::kernel

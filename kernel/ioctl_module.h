@@ -80,6 +80,7 @@ class IoctlModule final : public Module {
   Result<std::optional<Event>> wait_event(const Uuid& id, uint32_t timeout_ms) override;
   Result<std::unique_ptr<ImageReader>> open_image(DevId image) override;
   Result<StorageExtents> map_storage_file(const std::string& path) override;
+  Result<StorageExtents> map_storage_device(const std::string& path) override;
 
  private:
   IoctlModule(std::unique_ptr<IoctlTransport> transport, IoctlModuleOptions options);

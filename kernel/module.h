@@ -148,6 +148,12 @@ class Module {
     std::vector<SectorRange> ranges;
   };
   virtual Result<StorageExtents> map_storage_file(const std::string& path) = 0;
+  // A whole block device given over to difference storage (a spare partition
+  // or disk): storage_dev = st_rdev, one range [0, size/512). kInvalidArgument
+  // when it is not a block device (the simulation takes a regular file as its
+  // stand-in), kBusy when it is mounted or held exclusively. Its contents are
+  // overwritten while a snapshot uses it.
+  virtual Result<StorageExtents> map_storage_device(const std::string& path) = 0;
 };
 
 // The Error a Module returns when (the real or simulated) veeamblksnap refuses a

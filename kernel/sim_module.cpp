@@ -416,6 +416,29 @@ Result<Module::StorageExtents> SimModule::map_storage_file(const std::string& pa
   });
 }
 
+Result<Module::StorageExtents> SimModule::map_storage_device(const std::string& path) {
+  // The simulation's block devices are regular files: a file stands in for a
+  // spare disk here, used whole (holes allowed: a disk has none to refuse).
+  const std::string what = "difference storage device " + path;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return fail(ErrorCode::kNotFound, what + ": no such device", ENOENT);
+    return fail_errno(what);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail(ErrorCode::kInvalidArgument, what + ": not a block device (difference storage is a directory or a "
+                                                    "whole block device)");
+  }
+  return store_->update<StorageExtents>([&](State& s, bool& dirty) -> Result<StorageExtents> {
+    BLKVAULT_TRY_ASSIGN(DevId dev, register_path(s, path, dirty, /*allow_block=*/false));
+    StorageExtents out;
+    out.storage_dev = dev;
+    const uint64_t sectors = static_cast<uint64_t>(st.st_size) / kSectorSize;
+    if (sectors > 0) out.ranges.push_back({0, sectors});
+    return out;
+  });
+}
+
 // ---- fault injection and inspection ----
 
 Status SimModule::drop_state() {

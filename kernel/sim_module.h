@@ -112,6 +112,7 @@ class SimModule final : public Module {
   // [0, size/512). kInvalidArgument if it is not a regular file or has holes
   // (not fully fallocated), as the real module's mapping refuses it.
   Result<StorageExtents> map_storage_file(const std::string& path) override;
+  Result<StorageExtents> map_storage_device(const std::string& path) override;
 
   // ---- the write path the "kernel" sees ----
 

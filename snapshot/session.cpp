@@ -132,7 +132,7 @@ Result<std::unique_ptr<Session>> Session::open(kernel::Module& module, const std
                                                SessionOptions options, Logger& log, const CancelToken* cancel) {
   if (device_paths.empty()) return fail(ErrorCode::kInvalidArgument, "no device to snapshot");
   BLKVAULT_TRY(ensure_dir(options.state_dir));
-  BLKVAULT_TRY(ensure_dir(options.diff_storage_dir));
+  if (options.diff_storage_device.empty()) BLKVAULT_TRY(ensure_dir(options.diff_storage_dir));
   BLKVAULT_TRY(cleanup_orphans(module, options.state_dir, log));
   std::unique_ptr<Session> s(new Session(module, std::move(options), log));
   if (Status st = s->start(device_paths, cancel); !st) {
@@ -153,8 +153,24 @@ Status Session::start(const std::vector<std::string>& device_paths, const Cancel
     ids.push_back(dev);
     devices_.push_back(SessionDevice{p, dev, {}, {}, nullptr});
   }
+  if (!options_.diff_storage_device.empty()) {
+    // Mapped before the snapshot exists: a wrong device fails without creating one.
+    BLKVAULT_TRY_ASSIGN(auto whole, module_.map_storage_device(options_.diff_storage_device));
+    if (std::find(ids.begin(), ids.end(), whole.storage_dev) != ids.end()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("difference storage device {} is being backed up; give another device or a directory",
+                              options_.diff_storage_device));
+    }
+    if (whole.ranges.empty()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("difference storage device {} is empty", options_.diff_storage_device));
+    }
+    storage_device_ = std::move(whole);
+  }
   struct stat st {};
-  if (::stat(options_.diff_storage_dir.c_str(), &st) == 0) {
+  if (storage_device_) {
+    // Checked above.
+  } else if (::stat(options_.diff_storage_dir.c_str(), &st) == 0) {
     for (const auto& d : devices_) {
       if (st.st_dev == makedev(d.dev.major, d.dev.minor)) {
         return fail(ErrorCode::kInvalidArgument,
@@ -208,6 +224,7 @@ Status Session::start(const std::vector<std::string>& device_paths, const Cancel
 
 Status Session::add_storage(uint64_t bytes) {
   bytes = (bytes + (1 << 20) - 1) / (1 << 20) * (1 << 20);
+  if (storage_device_) return add_device_storage(bytes);
   std::string path;
   {
     std::lock_guard lock(mutex_);
@@ -224,6 +241,21 @@ Status Session::add_storage(uint64_t bytes) {
   BLKVAULT_TRY_ASSIGN(auto extents, module_.map_storage_file(path));
   BLKVAULT_TRY(module_.append_storage(id_, extents.storage_dev, extents.ranges));
   storage_bytes_ += bytes;
+  return {};
+}
+
+Status Session::add_device_storage(uint64_t bytes) {
+  const kernel::SectorRange whole = storage_device_->ranges.front();
+  const uint64_t left = whole.count_sectors - storage_device_used_sectors_;
+  if (left == 0) {
+    return fail(ErrorCode::kNoSpace, fmt::format("difference storage device {} is full ({} bytes handed to the snapshot)",
+                                                 options_.diff_storage_device, storage_bytes_.load()));
+  }
+  const uint64_t sectors = std::min(left, bytes / kernel::kSectorSize);
+  const kernel::SectorRange slice{whole.offset_sectors + storage_device_used_sectors_, sectors};
+  BLKVAULT_TRY(module_.append_storage(id_, storage_device_->storage_dev, std::span(&slice, 1)));
+  storage_device_used_sectors_ += sectors;
+  storage_bytes_ += sectors * kernel::kSectorSize;
   return {};
 }
 

@@ -35,6 +35,10 @@ namespace blkvault::snapshot {
 
 struct SessionOptions {
   std::string diff_storage_dir;           // where storage files are created (REQUIRES: exists)
+  // When set: a whole block device given over to difference storage, used raw
+  // (handed to the module in slices as it asks, from sector 0 up) instead of
+  // files in diff_storage_dir. Its contents are overwritten.
+  std::string diff_storage_device;
   uint64_t initial_bytes = 1ull << 30;    // first storage file (at least what the module asks)
   uint64_t limit_bytes = 16ull << 30;     // total storage never exceeds this
   uint32_t event_poll_ms = 100;           // WAIT_EVENT timeout per loop
@@ -73,6 +77,7 @@ class Session {
       : module_(module), options_(std::move(options)), log_(log) {}
   Status start(const std::vector<std::string>& device_paths, const CancelToken* cancel);
   Status add_storage(uint64_t bytes);
+  Status add_device_storage(uint64_t bytes);
   Status write_record();
   Status drop_record();
   void event_loop();
@@ -89,6 +94,11 @@ class Session {
   std::vector<std::string> devices_text_;  // "8:16", ...: identifies the intent record
   std::vector<std::pair<kernel::DevId, Error>> failures_;
   std::atomic<uint64_t> storage_bytes_{0};
+  // Device mode: the whole device as the module sees it, and how many of its
+  // sectors (from 0) are handed over. Used by one thread at a time (start,
+  // then the event thread).
+  std::optional<kernel::Module::StorageExtents> storage_device_;
+  uint64_t storage_device_used_sectors_ = 0;
   std::atomic<bool> stop_{false};
   std::thread events_;
 };

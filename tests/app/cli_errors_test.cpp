@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "app/backup_support.h"
@@ -95,6 +96,25 @@ TEST_F(CliErrors, BackupRefusesBadDiffStorageSizes) {
   // A limit alone below the default initial size (1G) lowers the initial size with it.
   r = bv({"-q", "backup", "--diff-storage-limit", "16M", a});
   EXPECT_EQ(r.exit_status, 0) << r.err;
+}
+
+// --diff-storage naming something that is not a directory: a whole device for
+// difference storage (a regular file is the simulated module's stand-in).
+TEST_F(CliErrors, DiffStorageOnAWholeDeviceIsUsedRawAndNeverTheDeviceBeingBackedUp) {
+  init_repo();
+  const std::string a = make_device("a.img", kDeviceSize, 3);
+  const std::string spare = make_device("spare.img", 8 << 20, 4);
+  auto r = bv({"backup", "--diff-storage", a, a});
+  EXPECT_EQ(r.exit_status, 2);
+  EXPECT_EQ(r.err, "blkvault: taking the snapshot: difference storage device " + a +
+                       " is being backed up; give another device or a directory\n");
+  EXPECT_TRUE(sim_show()["snapshots"].empty());
+  r = bv({"-q", "backup", "--diff-storage", spare, "--diff-storage-size", "4M", a});
+  ASSERT_EQ(r.exit_status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_TRUE(sim_show()["snapshots"].empty());
+  EXPECT_TRUE(std::filesystem::exists(spare)) << "a storage device is never deleted";
+  EXPECT_EQ(restore_bytes("latest", a), read_whole(a));
 }
 
 TEST_F(CliErrors, BackupWithoutDeviceIsUsage) {

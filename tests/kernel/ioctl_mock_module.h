@@ -26,6 +26,7 @@ class MockModule : public Module {
   MOCK_METHOD((Result<std::optional<Event>>), wait_event, (const Uuid&, uint32_t), (override));
   MOCK_METHOD(Result<std::unique_ptr<ImageReader>>, open_image, (DevId), (override));
   MOCK_METHOD(Result<StorageExtents>, map_storage_file, (const std::string&), (override));
+  MOCK_METHOD(Result<StorageExtents>, map_storage_device, (const std::string&), (override));
 };
 
 }  // namespace blkvault::kernel::testing

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -283,6 +284,72 @@ TEST_F(SessionTest, DiffStorageGrowsOnEachLowSpaceEventButNeverPastTheLimit) {
   EXPECT_LE(diff_dir_bytes(options_.diff_storage_dir), options_.limit_bytes);
   ASSERT_TRUE((*s)->close());
   EXPECT_EQ(storage_files(), 0u);
+}
+
+// A whole device given over to difference storage (the simulation's stand-in
+// for a spare disk is a file): it is handed to the module in slices from sector
+// 0, as the module asks, until it is full; no storage file is created.
+TEST_F(SessionTest, RawStorageDeviceIsHandedOverInSlicesUntilFull) {
+  const std::string spare = dir_ + "/spare.img";
+  {
+    std::ofstream out(spare, std::ios::binary);
+    out.write(std::string(3 << 20, '\0').data(), 3 << 20);  // 3 MiB "disk", zeroed
+  }
+  options_.diff_storage_device = spare;
+  RecordingLogger log;
+  auto s = Session::open(*sim_, {disk_}, options_, log, nullptr);
+  ASSERT_TRUE(s) << s.error().message();
+  auto& dev = (*s)->devices()[0];
+  EXPECT_EQ((*s)->storage_bytes(), 1u << 20);
+  EXPECT_FALSE(fs::exists(options_.diff_storage_dir)) << "device mode creates no storage directory";
+  std::vector<uint8_t> at_take(4 << 20);
+  ASSERT_TRUE(dev.reader->read_at(0, at_take));
+  auto snapshot_view = [&]() { return sim_->inspect().value().snapshots.at(0); };
+
+  const std::vector<uint8_t> patch(512, 0xC3);
+  auto write_chunks = [&](int first, int last) {  // one sector in each 256 KiB chunk
+    for (int c = first; c <= last; ++c) ASSERT_TRUE(sim_->write(disk_, uint64_t(c) << 18, patch));
+  };
+  write_chunks(0, 1);  // the first low-space event: a second 1 MiB slice
+  ASSERT_TRUE(eventually([&] { return (*s)->storage_bytes() == 2u << 20; })) << (*s)->storage_bytes();
+  write_chunks(2, 5);  // the second: the last 1 MiB of the device
+  ASSERT_TRUE(eventually([&] { return (*s)->storage_bytes() == 3u << 20; })) << (*s)->storage_bytes();
+  write_chunks(6, 9);  // the third cannot be answered: the device is full
+  ASSERT_TRUE(eventually([&] { return snapshot_view().pending_events == 0 && !log.messages().empty(); }));
+  EXPECT_EQ(log.messages(), std::vector<std::string>{"difference storage device " + spare +
+                                                     " is full (3145728 bytes handed to the snapshot)"});
+  EXPECT_EQ(snapshot_view().capacity_sectors, 6144u);
+  std::vector<uint8_t> image(4 << 20);
+  ASSERT_TRUE(dev.reader->read_at(0, image));
+  EXPECT_TRUE(image == at_take) << "the copies on the storage device keep the take-time data";
+  // The copied chunks went to the device: its first bytes are no longer zero.
+  std::ifstream in(spare, std::ios::binary);
+  std::vector<char> head(1 << 18);
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  EXPECT_NE(std::count(head.begin(), head.end(), '\0'), static_cast<std::ptrdiff_t>(head.size()));
+  ASSERT_TRUE((*s)->close());
+  EXPECT_TRUE(sim_->snapshots()->empty());
+  EXPECT_TRUE(fs::exists(spare)) << "a storage device is never deleted";
+}
+
+TEST_F(SessionTest, RawStorageDeviceMustNotBeADeviceBeingBackedUpOrMissing) {
+  options_.diff_storage_device = disk_;
+  auto s = Session::open(*sim_, {disk_}, options_, log_, nullptr);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().message(), "difference storage device " + disk_ +
+                                     " is being backed up; give another device or a directory");
+  options_.diff_storage_device = dir_ + "/missing.img";
+  auto missing = Session::open(*sim_, {disk_}, options_, log_, nullptr);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(missing.error().message(), "difference storage device " + dir_ + "/missing.img: no such device");
+  options_.diff_storage_device = dir_;
+  auto directory = Session::open(*sim_, {disk_}, options_, log_, nullptr);
+  ASSERT_FALSE(directory);
+  EXPECT_EQ(directory.error().message(), "difference storage device " + dir_ +
+                                             ": not a block device (difference storage is a directory or a whole "
+                                             "block device)");
+  EXPECT_TRUE(sim_->snapshots()->empty());
 }
 
 // The same session on a real block device: a loop device over the image.

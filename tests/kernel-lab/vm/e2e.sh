@@ -233,6 +233,34 @@ e2e_overflow() {
   record_generation "$(jq .generation "$E/backup6.json")"
 }
 
+# Difference storage on a whole raw disk (/dev/vdb) instead of files: a full
+# backup while the device is rewritten in place (copy-on-write into /dev/vdb)
+# completes, creates no storage file, and its generation is the take-time data
+# (the rewrites write the same bytes, so the copy recorded afterwards is it).
+e2e_raw_diff_storage() {
+  d1=$(dev1)
+  rm -rf "$STATE/diff"
+  dd if=/dev/zero of=/dev/vdb bs=1M count=64 oflag=direct 2> /dev/null
+  echo "+ blkvault --json backup --full --diff-storage /dev/vdb $(devs) &" >&2
+  blkvault --state-dir "$STATE" --json backup --full --diff-storage /dev/vdb $(devs) > "$E/backup7.json" 2> /tmp/raw.err &
+  pid=$!
+  wait_for_snapshot $pid
+  i=0
+  while kill -0 $pid 2> /dev/null && [ $i -lt 30 ]; do
+    dd if="$d1" of="$d1" bs=1M skip=24 seek=24 count=24 iflag=direct oflag=direct conv=notrunc 2> /dev/null
+    i=$((i + 1))
+  done
+  rc=0; wait $pid || rc=$?
+  cat "$E/backup7.json" /tmp/raw.err
+  [ $rc = 0 ] || die "exit status $rc"
+  [ "$i" -gt 0 ] || die "the backup ended before any write could be copied on write"
+  jq_check "$E/backup7.json" '.state == "complete" and ([.devices[] | .mode == "full"] | all)'
+  [ -z "$(ls -A "$STATE/diff" 2> /dev/null)" ] || die "storage files were created: $(ls "$STATE/diff")"
+  [ "$(head -c 1048576 /dev/vdb | tr -d '\000' | wc -c)" -gt 0 ] || die "nothing was copied to /dev/vdb"
+  [ "$(snapshot_count)" = 0 ] || die "a snapshot is still held after the backup"
+  record_generation "$(jq .generation "$E/backup7.json")"
+}
+
 # Every recorded generation restores byte-identical to its copy, and fsck-clean.
 e2e_restore_all() {
   n=0
