@@ -55,19 +55,52 @@ Backend choose_backend(const ScheduleOptions& o) {
   return exists(under_root(o.root, "/run/systemd/system")) ? Backend::kSystemd : Backend::kCron;
 }
 
-// Quotes one word for a systemd ExecStart= line or a cron command, as needed.
-std::string quoted(const std::string& word) {
-  bool plain = !word.empty() && std::all_of(word.begin(), word.end(), [](char c) {
+bool plain_word(const std::string& word) {
+  return !word.empty() && std::all_of(word.begin(), word.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || std::string_view("/._-+:=,@").find(c) != std::string::npos;
   });
-  if (plain) return word;
+}
+
+// One word of a cron command: quoted for /bin/sh, and every '%' escaped, since
+// cron turns an unescaped '%' into a newline (crontab(5)) and removes the '\'.
+std::string cron_word(const std::string& word) {
+  if (plain_word(word)) return word;
   std::string out = "'";
-  for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  for (char c : word) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else if (c == '%') {
+      out += "\\%";
+    } else {
+      out += c;
+    }
+  }
   return out + "'";
 }
 
-std::string run_command(const std::string& exe, const std::string& job, const std::string& config_file) {
-  return fmt::format("{} run {} --config {}", quoted(exe), quoted(job), quoted(config_file));
+// One word of a systemd ExecStart= line (systemd.service(5), "Command lines"):
+// double-quoted with C escapes, and '%' and '$' doubled, as systemd expands
+// specifiers and environment variables even inside quotes.
+std::string systemd_word(const std::string& word) {
+  if (plain_word(word)) return word;
+  std::string out = "\"";
+  for (char c : word) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '%' || c == '$') {
+      out += c;
+      out += c;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string run_command(std::string (*word)(const std::string&), const std::string& exe, const std::string& job,
+                        const std::string& config_file) {
+  return fmt::format("{} run {} --config {}", word(exe), word(job), word(config_file));
 }
 
 std::string header(const std::string& job, const std::string& config_file) {
@@ -90,7 +123,7 @@ std::string service_text(const config::JobConfig& job, const std::string& exe, c
                      "Nice=10\n"
                      "IOSchedulingClass=best-effort\n"
                      "IOSchedulingPriority=7\n",
-                     job.name, kPath, run_command(exe, job.name, config_file));
+                     job.name, kPath, run_command(systemd_word, exe, job.name, config_file));
 }
 
 Result<std::vector<std::string>> calendar_specs(const config::JobConfig& job) {
@@ -132,7 +165,7 @@ std::string cron_text(const config::JobConfig& job, const std::string& fields, c
                      "SHELL=/bin/sh\n"
                      "PATH={}\n"
                      "{} root {} >/dev/null\n",
-                     job.schedule->text, kPath, fields, run_command(exe, job.name, config_file));
+                     job.schedule->text, kPath, fields, run_command(cron_word, exe, job.name, config_file));
 }
 
 Status write_unit(const std::string& path, const std::string& text) {

@@ -122,6 +122,46 @@ TEST_F(ScheduleCliTest, CronFilesRunTheJobAsRootWithPathConfigAndNoOutputOnSucce
             fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
 }
 
+// A config path with characters cron and systemd give a meaning to ('%' is a
+// newline to cron and a specifier to systemd, '$' a variable to systemd, a
+// quote and a space split words): both files still pass exactly that path.
+TEST_F(ScheduleCliTest, ConfigPathsWithPercentDollarQuotesAndSpacesReachTheJobUnchanged) {
+  const std::string odd_dir = dir_ / "a 100% \"$HOME\" it's";
+  fs::create_directories(odd_dir);
+  const std::string odd = odd_dir + "/blkvault.toml";
+  fs::copy_file(config_, odd);
+  config_ = odd;
+  ASSERT_EQ(schedule({"install", "db", "--cron"}).exit_status, 0);
+  const std::string cron = read_whole(cron_file("db"));
+  ASSERT_EQ(schedule({"install", "db", "--systemd"}).exit_status, 0);  // replaces the cron file
+
+  // cron: take the command after the user, undo cron's '\%', let /bin/sh split it.
+  std::string line;
+  std::istringstream in(cron);
+  for (std::string l; std::getline(in, l);) {
+    if (!l.empty() && l[0] != '#' && l.find('=') == std::string::npos) line = l;
+  }
+  std::string command = line.substr(line.find(" root ") + 6);
+  command = command.substr(0, command.rfind(" >/dev/null"));
+  std::string unescaped;
+  for (size_t i = 0; i < command.size(); ++i) {
+    ASSERT_FALSE(command[i] == '%' && (i == 0 || command[i - 1] != '\\')) << "an unescaped % in: " << command;
+    if (command[i] == '\\' && i + 1 < command.size() && command[i + 1] == '%') continue;
+    unescaped += command[i];
+  }
+  const std::string words = dir_ / "words";
+  const std::string printer = "printf '%s\\n' " + unescaped.substr(unescaped.find(" run ") + 1) + " > '" + words + "'";
+  ASSERT_EQ(std::system(printer.c_str()), 0) << printer;
+  EXPECT_EQ(read_whole(words), "run\ndb\n--config\n" + odd + "\n");
+
+  // systemd: double quotes with C escapes, '%' and '$' doubled.
+  const std::string service = read_whole(unit("blkvault-db.service"));
+  EXPECT_NE(service.find("ExecStart=" + std::string(BLKVAULT_BINARY) + " run db --config \"" + dir_.path() +
+                         "/a 100%% \\\"$$HOME\\\" it's/blkvault.toml\"\n"),
+            std::string::npos)
+      << service;
+}
+
 TEST_F(ScheduleCliTest, ACalendarSpecCronCannotExpressIsRefusedWithTheReason) {
   std::ofstream(config_, std::ios::app) << "[job.zoned]\ndevices = [\"/dev/sde\"]\nschedule = \"Mon..Fri 22:00 UTC\"\n";
   auto r = schedule({"install", "zoned", "--cron"});
