@@ -38,7 +38,21 @@ void read_repository(TomlReader& r, const toml::table& root, RepositoryConfig* o
   const std::string_view p = "repository";
   r.check_keys(*t, p, kRepositoryKeys);
   if (r.require(*t, p, "path")) {
-    if (auto v = r.path(*t, p, "path")) out->path = *v;
+    // An absolute directory, or object storage: "s3:https://HOST[:PORT]/BUCKET[/PREFIX]"
+    // (the address is checked in full when the repository is opened).
+    const toml::node* n = t->get("path");
+    const auto* s = n->as_string();
+    if (s != nullptr && s->get().rfind("s3:", 0) == 0) {
+      const std::string& v = s->get();
+      if (v.rfind("s3:https://", 0) != 0 && v.rfind("s3:http://", 0) != 0) {
+        r.problem(n->source(), "repository.path",
+                  fmt::format("'{}' is not s3:https://HOST[:PORT]/BUCKET[/PREFIX]", v));
+      } else {
+        out->path = v;
+      }
+    } else if (auto v = r.path(*t, p, "path")) {
+      out->path = *v;
+    }
   }
   if (auto v = r.size(*t, p, "chunk-size")) {
     if (*v < kMinChunk || *v > kMaxChunk || (*v & (*v - 1)) != 0) {

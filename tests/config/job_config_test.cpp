@@ -354,6 +354,14 @@ TEST(JobConfig, CheckFileNamesAFileItCannotRead) {
   EXPECT_NE(r.error().message().find(dir / "missing.toml"), std::string::npos) << r.error().message();
 }
 
+TEST(JobConfig, TheRepositoryMayBeInObjectStorage) {
+  CheckResult r = check_text("[repository]\npath = \"s3:https://s3.example.com:9000/backups/fleet\"\n", "t.toml");
+  ASSERT_TRUE(r.ok()) << to_string(r.problems.front());
+  EXPECT_EQ(r.config.repository.path, "s3:https://s3.example.com:9000/backups/fleet");
+  EXPECT_EQ(problems_of("[repository]\npath = \"s3:ftp://host/bucket\"\n"),
+            (Lines{"t.toml:2:8: repository.path: 's3:ftp://host/bucket' is not s3:https://HOST[:PORT]/BUCKET[/PREFIX]"}));
+}
+
 TEST(JobConfig, LoadFileRefusesAFileWithProblems) {
   test::TempDir dir;
   std::string path = dir / "c.toml";
