@@ -57,7 +57,7 @@ nlohmann::json job_json(const config::JobConfig& job) {
   if (const auto& r = job.retention) {
     j["retention"] = {{"keep_last", r->keep_last},     {"keep_hourly", r->keep_hourly},
                       {"keep_daily", r->keep_daily},   {"keep_weekly", r->keep_weekly},
-                      {"keep_monthly", r->keep_monthly}, {"keep_yearly", r->keep_yearly}};
+                      {"keep_monthly", r->keep_monthly}, {"keep_yearly", r->keep_yearly}, {"gc", r->gc}};
   }
   return j;
 }
@@ -92,6 +92,7 @@ std::string retention_text(const std::optional<config::RetentionConfig>& r) {
   add("weekly", r->keep_weekly);
   add("monthly", r->keep_monthly);
   add("yearly", r->keep_yearly);
+  if (!r->gc) out += " (prune only, no gc)";
   return out;
 }
 

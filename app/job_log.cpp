@@ -1,9 +1,14 @@
 #include "app/job_log.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -23,6 +28,42 @@ std::string local_timestamp() {
   // +0100 -> +01:00 (RFC 3339).
   if (s.size() >= 5) s.insert(s.size() - 2, ":");
   return s;
+}
+
+// The local syslog socket: /dev/log, or BLKVAULT_SYSLOG_SOCKET (docs/CONFIG.md).
+std::string syslog_socket_path() {
+  const char* env = std::getenv("BLKVAULT_SYSLOG_SOCKET");
+  return env != nullptr && *env ? env : "/dev/log";
+}
+
+// Sends one message to the local syslog socket in the form syslog(3) uses
+// ("<PRI>Mmm dd hh:mm:ss blkvault[PID]: TEXT"): a datagram, or on a stream
+// socket the message with a terminating NUL. Our own sender rather than
+// syslog(3) so that a message that cannot be delivered is reported, not dropped.
+Status send_syslog(int priority, std::string_view text) {
+  const std::string path = syslog_socket_path();
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return fail(ErrorCode::kInvalidArgument, path + ": path too long");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::localtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+  std::string msg = fmt::format("<{}>{} blkvault[{}]: {}", LOG_DAEMON | priority, stamp, ::getpid(), text);
+  for (int type : {SOCK_DGRAM, SOCK_STREAM}) {
+    UniqueFd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    if (!fd) return fail_errno("syslog socket", errno);
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+      if (errno == EPROTOTYPE && type == SOCK_DGRAM) continue;
+      return fail_errno(path, errno);
+    }
+    const size_t length = msg.size() + (type == SOCK_STREAM ? 1 : 0);  // the NUL ends a stream message
+    if (::send(fd.get(), msg.c_str(), length, MSG_NOSIGNAL) < 0) return fail_errno(path, errno);
+    return {};
+  }
+  return fail(ErrorCode::kIo, path + ": not a syslog socket");
 }
 
 }  // namespace
@@ -91,9 +132,10 @@ void JobLog::outcome(Outcome outcome, std::string_view text) {
   write_line(line);
   if (!syslog_) return;
   int priority = outcome == Outcome::kSuccess ? LOG_INFO : outcome == Outcome::kSkipped ? LOG_WARNING : LOG_ERR;
-  ::openlog("blkvault", LOG_PID, LOG_DAEMON);
-  ::syslog(priority, "job %s: %s", job_.c_str(), line.c_str());
-  ::closelog();
+  Status sent = send_syslog(priority, fmt::format("job {}: {}", job_, line));
+  // The outcome is in the log file and the exit status all the same; say there
+  // why syslog did not get it (no syslog daemon, say) rather than drop it.
+  if (!sent) write_line(fmt::format("syslog: {}", sent.error().message()));
 }
 
 }  // namespace blkvault::app

@@ -7,7 +7,9 @@
 // a hook's output lines start with its label ("pre hook: ", "post hook: ",
 // "on-failure command: "). Only outcome lines go to syslog (facility daemon, ident
 // "blkvault", with the pid): info for success, warning for skipped, err for
-// failure.
+// failure. They are sent to the local syslog socket (/dev/log, or
+// BLKVAULT_SYSLOG_SOCKET) in syslog(3)'s format; a line that cannot be
+// delivered is noted in the log file ("syslog: /dev/log: …").
 //
 // Thread-safety: none; one JobLog per run, used from the main thread.
 #pragma once

@@ -247,7 +247,7 @@ Status JobRun::retention() {
   p.policy.weekly = static_cast<int>(r.keep_weekly);
   p.policy.monthly = static_cast<int>(r.keep_monthly);
   p.policy.yearly = static_cast<int>(r.keep_yearly);
-  p.gc = true;
+  p.gc = r.gc;
   p.repository = repository_.get();
   Status st = cmd_prune(jctx_, p);
   prune_json_ = parse_or_null(capture_.take());

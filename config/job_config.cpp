@@ -19,8 +19,10 @@ constexpr std::string_view kDiffStorageKeys[] = {"dir", "device", "size", "limit
 constexpr std::string_view kReportKeys[] = {"log-file", "syslog", "on-failure"};
 constexpr std::string_view kJobKeys[] = {"devices", "schedule", "retention", "hooks",
                                          "module",  "diff-storage", "report", "lock-wait"};
-constexpr std::string_view kRetentionKeys[] = {"keep-last", "keep-hourly", "keep-daily",
-                                               "keep-weekly", "keep-monthly", "keep-yearly"};
+constexpr std::string_view kKeepKeys[] = {"keep-last", "keep-hourly", "keep-daily",
+                                          "keep-weekly", "keep-monthly", "keep-yearly"};
+constexpr std::string_view kRetentionKeys[] = {"keep-last",    "keep-hourly", "keep-daily", "keep-weekly",
+                                               "keep-monthly", "keep-yearly", "gc"};
 constexpr std::string_view kHookKeys[] = {"pre", "post-snapshot", "post", "timeout"};
 
 constexpr uint64_t kMinChunk = 64ull << 10;
@@ -133,15 +135,22 @@ std::optional<RetentionConfig> read_retention(TomlReader& r, const toml::table& 
   uint32_t* fields[] = {&out.keep_last,   &out.keep_hourly,  &out.keep_daily,
                         &out.keep_weekly, &out.keep_monthly, &out.keep_yearly};
   bool any_on = false, any_bad = !all_known;
-  for (size_t i = 0; i < std::size(kRetentionKeys); ++i) {
-    if (!t.contains(kRetentionKeys[i])) continue;
-    auto v = r.integer(t, path, kRetentionKeys[i], 0, INT32_MAX);
+  for (size_t i = 0; i < std::size(kKeepKeys); ++i) {
+    if (!t.contains(kKeepKeys[i])) continue;
+    auto v = r.integer(t, path, kKeepKeys[i], 0, INT32_MAX);
     if (!v) {
       any_bad = true;
       continue;
     }
     *fields[i] = static_cast<uint32_t>(*v);
     any_on = any_on || *v > 0;
+  }
+  if (t.contains("gc")) {
+    if (auto v = r.boolean(t, path, "gc")) {
+      out.gc = *v;
+    } else {
+      any_bad = true;
+    }
   }
   if (any_bad) return std::nullopt;
   if (!any_on) {

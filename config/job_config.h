@@ -81,6 +81,9 @@ struct RetentionConfig {
   uint32_t keep_weekly = 0;
   uint32_t keep_monthly = 0;
   uint32_t keep_yearly = 0;
+  // `gc`: collect garbage after pruning (the default). Off for a fleet whose
+  // one maintenance host runs gc (docs/OBJECT-STORAGE.md).
+  bool gc = true;
 };
 
 // [job.NAME], with the job's overrides already merged over the global values.

@@ -148,7 +148,13 @@ class CephGateway {
       return {};
     }
     const char* env_dir = std::getenv("BLKVAULT_CEPH_RGW_DIR");
+    // The scripts sit beside the project (../shared); a checkout elsewhere (a CI
+    // workspace, a second worktree) finds the workplace's copy, as the lab does.
     scripts_ = env_dir != nullptr && *env_dir ? env_dir : BLKVAULT_SOURCE_DIR "/../shared/ceph-rgw";
+    if ((env_dir == nullptr || !*env_dir) && ::access((scripts_ + "/start.sh").c_str(), X_OK) != 0 &&
+        ::access("/work/shared/ceph-rgw/start.sh", X_OK) == 0) {
+      scripts_ = "/work/shared/ceph-rgw";
+    }
     if (::access((scripts_ + "/start.sh").c_str(), X_OK) != 0) {
       return scripts_ + "/start.sh not found (set BLKVAULT_CEPH_RGW_DIR)";
     }

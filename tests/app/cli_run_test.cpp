@@ -3,6 +3,8 @@
 // failing and a timed-out pre hook, a failed backup seen by the post hook and
 // the on-failure command, retention, and concurrent runs.
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <chrono>
 #include <fstream>
@@ -22,6 +24,7 @@ class RunCliTest : public BackupCliTest {
 
   std::string config_ = dir_ / "blkvault.toml";
   std::string log_ = dir_ / "blkvault.log";
+  bool syslog_ = false;  // [report] syslog
 
   // Writes the configuration: the fixture's repository and module, a log
   // file, small difference storage, then `jobs` (TOML text).
@@ -29,7 +32,7 @@ class RunCliTest : public BackupCliTest {
     std::ofstream(config_) << "module = \"" << sim_ << "\"\n"
                            << "[repository]\npath = \"" << repo_ << "\"\n"
                            << repository_extra << "[diff-storage]\nsize = \"4M\"\nlimit = \"16M\"\n"
-                           << "[report]\nlog-file = \"" << log_ << "\"\nsyslog = false\n"
+                           << "[report]\nlog-file = \"" << log_ << "\"\nsyslog = " << (syslog_ ? "true" : "false") << "\n"
                            << jobs;
   }
   CliRun run(const std::string& job, const std::vector<std::string>& extra = {}) {
@@ -308,6 +311,89 @@ TEST_F(RunCliTest, ThePassphraseMayComeFromTheConfigFile) {
   auto r = run_blkvault({"run", "nightly", "--config", config_}, {"BLKVAULT_CACHE_DIR=" + dir_ / "cache"});
   EXPECT_EQ(r.exit_status, 0) << r.err;
   EXPECT_EQ(generation_ids(), std::vector<uint64_t>{1});
+}
+
+TEST_F(RunCliTest, RetentionWithGcOffPrunesOnly) {
+  init_repo();
+  const std::string dev = make_device("a.img", kDeviceSize, 10);
+  write_config("[job.nightly]\ndevices = [\"" + dev + "\"]\nretention = { keep-last = 1, gc = false }\n");
+  std::mt19937_64 rng(10);
+  for (int i = 0; i < 2; ++i) {
+    if (i > 0) sim_write(dev, 0, random_bytes(rng, kChunk));
+    auto r = run("nightly", {"--json"});
+    ASSERT_EQ(r.exit_status, 0) << r.err;
+    const json result = json::parse(r.out);
+    EXPECT_EQ(result["prune"]["removed"].size(), i == 0 ? 0u : 1u) << r.out;
+    EXPECT_FALSE(result["prune"].contains("gc")) << r.out;
+  }
+  EXPECT_EQ(generation_ids(), std::vector<uint64_t>{2});
+  EXPECT_EQ(log_lines().back().find("gc reclaimed"), std::string::npos) << log_lines().back();
+  EXPECT_TRUE(restore_bytes("2", dev) == read_whole(dev));
+}
+
+// A unix datagram socket standing in for /dev/log (BLKVAULT_SYSLOG_SOCKET).
+class FakeSyslog {
+ public:
+  explicit FakeSyslog(const std::string& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  }
+  ~FakeSyslog() { ::close(fd_); }
+  // The datagrams received so far.
+  std::vector<std::string> messages() {
+    std::vector<std::string> out;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT)) > 0;) out.emplace_back(buf, static_cast<size_t>(n));
+    return out;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+TEST_F(RunCliTest, TheOutcomeLineGoesToSyslogWithItsPriority) {
+  init_repo();
+  const std::string dev = make_device("a.img", kDeviceSize, 11);
+  const std::string socket = dir_ / "log.sock";
+  FakeSyslog syslog(socket);
+  syslog_ = true;
+  write_config("[job.nightly]\ndevices = [\"" + dev + "\"]\n[job.broken]\ndevices = [\"" + dev +
+               "\"]\nhooks.pre = [\"false\"]\n");
+  const std::vector<std::string> env = {"BLKVAULT_SYSLOG_SOCKET=" + socket};
+  auto ok = bv({"run", "nightly", "--config", config_}, "", env);
+  ASSERT_EQ(ok.exit_status, 0) << ok.err;
+  auto bad = bv({"run", "broken", "--config", config_}, "", env);
+  ASSERT_EQ(bad.exit_status, 1) << bad.err;
+
+  auto messages = syslog.messages();
+  ASSERT_EQ(messages.size(), 2u) << "only the outcome lines go to syslog";
+  // <PRI> = facility daemon (3 << 3) | info (6) or err (3); the timestamp syslog(3) writes; ident[pid].
+  static const std::regex head(R"(^<(\d+)>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d blkvault\[\d+\]: )");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(messages[0], m, head)) << messages[0];
+  EXPECT_EQ(m[1], "30");
+  EXPECT_EQ(messages[0].substr(m[0].length()).rfind("job nightly: success: generation 1 committed: 1 device(s)", 0), 0u)
+      << messages[0];
+  ASSERT_TRUE(std::regex_search(messages[1], m, head)) << messages[1];
+  EXPECT_EQ(m[1], "27");
+  EXPECT_EQ(messages[1].substr(m[0].length()),
+            "job broken: failure: pre hook [\"false\"] exited with status 1; no snapshot was taken");
+  EXPECT_FALSE(log_has_prefix("syslog: ")) << read_whole(log_);
+}
+
+TEST_F(RunCliTest, AnUndeliverableSyslogLineIsNotedInTheLogFile) {
+  init_repo();
+  const std::string dev = make_device("a.img", kDeviceSize, 12);
+  syslog_ = true;
+  write_config("[job.nightly]\ndevices = [\"" + dev + "\"]\n");
+  const std::string missing = dir_ / "no-such.sock";
+  auto r = bv({"run", "nightly", "--config", config_}, "", {"BLKVAULT_SYSLOG_SOCKET=" + missing});
+  ASSERT_EQ(r.exit_status, 0) << r.err;
+  EXPECT_EQ(log_lines().back(), "job nightly: syslog: " + missing + ": No such file or directory");
 }
 
 TEST_F(RunCliTest, AnUnknownJobIsBadUsage) {

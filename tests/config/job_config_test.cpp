@@ -96,6 +96,7 @@ schedule = "*/30 * * * *"
   EXPECT_EQ(web.retention->keep_weekly, 5u);
   EXPECT_EQ(web.retention->keep_monthly, 6u);
   EXPECT_EQ(web.retention->keep_yearly, 7u);
+  EXPECT_TRUE(web.retention->gc) << "gc runs after pruning unless the table says gc = false";
   EXPECT_EQ(web.hooks.pre.argv, (Lines{"fsfreeze", "-f", "/srv"}));
   EXPECT_TRUE(web.hooks.pre.shell.empty());
   EXPECT_EQ(web.hooks.post_snapshot.argv, (Lines{"fsfreeze", "-u", "/srv"}));
@@ -195,6 +196,19 @@ TEST(JobConfig, AMisspeltKeepRuleIsOneProblem) {
   EXPECT_EQ(problems_of("[repository]\npath = \"/r\"\n[job.a]\ndevices = [\"/dev/a\"]\n"
                         "retention = { keep-dayly = 7 }\n"),
             (Lines{"t.toml:5:15: job.a.retention.keep-dayly: unknown key 'keep-dayly' (did you mean 'keep-daily'?)"}));
+}
+
+TEST(JobConfig, RetentionMayPruneWithoutCollectingGarbage) {
+  CheckResult r = check_text("[repository]\npath = \"/r\"\n[job.a]\ndevices = [\"/dev/a\"]\n"
+                              "retention = { keep-daily = 7, gc = false }\n",
+                              "t.toml");
+  ASSERT_TRUE(r.problems.empty()) << to_string(r.problems[0]);
+  ASSERT_TRUE(r.config.jobs[0].retention);
+  EXPECT_EQ(r.config.jobs[0].retention->keep_daily, 7u);
+  EXPECT_FALSE(r.config.jobs[0].retention->gc);
+  EXPECT_EQ(problems_of("[repository]\npath = \"/r\"\n[job.a]\ndevices = [\"/dev/a\"]\n"
+                        "retention = { keep-daily = 7, gc = \"no\" }\n"),
+            (Lines{"t.toml:5:36: job.a.retention.gc: expected a boolean (true or false), got a string"}));
 }
 
 TEST(JobConfig, WrongTypesNameWhatWasExpected) {
