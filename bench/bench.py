@@ -1037,6 +1037,14 @@ def targets(results):
         where = f"{top['op']}, {top['tool']}" + (f", {human(top['size_bytes'])} image" if "size_bytes" in top else "")
         out.append(("peak RSS < 200 MiB in every blkvault step", top["rss_bytes"] < 200 * MIB,
                     f"{human(top['rss_bytes'])} in {where}"))
+        core = [r for r in bv if r["op"] in ("full backup", "1% incremental", "10% incremental", "restore latest",
+                                             "verify data")]
+        if core and top not in core:
+            # The mount keeps a 256 MiB chunk cache: the same target without it.
+            top = max(core, key=lambda r: r["rss_bytes"])
+            where = f"{top['op']}, {top['tool']}" + (f", {human(top['size_bytes'])} image" if "size_bytes" in top else "")
+            out.append(("peak RSS < 200 MiB in every backup, restore and verify", top["rss_bytes"] < 200 * MIB,
+                        f"{human(top['rss_bytes'])} in {where}"))
     desc = "RSS grows < 10% from the image to the 64 GiB sparse image"
     if results["large"]:
         growth = max(lg["rss_bytes"] / t(lg["op"], "blkvault")["rss_bytes"] for lg in results["large"])
@@ -1236,10 +1244,12 @@ def on_signal(signum, _frame):
 
 
 def main():
-    ap = argparse.ArgumentParser(prog="bench/run", description="blkvault vs borg, restic and zstd on one seeded ext4 image")
+    ap = argparse.ArgumentParser(prog="bench/run", description="blkvault vs borg, restic and zstd on one seeded ext4 image, on local "
+                                 "repositories and on a Ceph S3 gateway (docs/BENCHMARKS.md)")
     ap.add_argument("--size", default="4G", help="image size (default 4G; --quick: 256M)")
     ap.add_argument("--quick", action="store_true",
-                    help="small image, no large-image or scale step, S3 only when Ceph is installed (CI smoke test)")
+                    help="small image, no large-image or scale step; of the S3 columns only blkvault's, and only "
+                         "when the Ceph packages are installed (CI smoke test)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--dir", help="work directory (default: a new one under /var/tmp)")
     ap.add_argument("--seed", type=int, default=7, help="seed of the image, the changes and the browse sample (default 7)")
