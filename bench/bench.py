@@ -57,7 +57,7 @@ def parse_size(text):
 
 
 def human(n):
-    for unit, size in (("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
+    for unit, size in (("TiB", 1 << 40), ("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} B"
@@ -721,10 +721,11 @@ def run_benchmark(args, work, results, gateway):
     if gateway:
         gateway.stop()  # its memory back before the steps that follow
 
+    full_1pct = None
     if args.no_delta:
         results["skipped"]["delta"] = "--no-delta"
     else:
-        delta_restore(work, runner, results, tools, before_change, step)
+        full_1pct = delta_restore(work, runner, results, tools, before_change, step)
     if args.no_mount:
         results["skipped"]["mount"] = "--no-mount"
     else:
@@ -732,6 +733,8 @@ def run_benchmark(args, work, results, gateway):
         if why:
             results["skipped"]["mount"] = why
             log(f"mount rows SKIPPED: {why}")
+    if full_1pct:
+        delta_rollback(work, runner, results, tools, full_1pct, step)
 
     if args.large:
         large_image_rss(args, work, runner, results, rng)
@@ -767,8 +770,30 @@ def delta_restore(work, runner, results, tools, before, step):
     check_identical(full, before, "blkvault restore --delta")
     results["identical"].append("blkvault --delta")
     log(f"delta restore of generation {gen} ({j['path']} path) is byte-identical to its full restore (cmp)")
-    os.unlink(full)
     os.unlink(before)
+    return full
+
+
+def delta_rollback(work, runner, results, tools, full, step):
+    """The rollback restore --delta is for: the image itself (the device that was
+    backed up, tracked by the module) back to the 1% generation, through the CBT
+    path (only what the CBT marks as written since that generation is read).
+    Last of the steps on the image, which it changes; compared with the full
+    restore of that generation."""
+    d = find(results["rows"], "restore 1% generation", "blkvault --delta")
+    gen, image = d["generation"], tools.image
+    row, out = step("restore 1% generation", "blkvault --delta (cbt)",
+                    ([tools.bv, "-q", "--json", "restore", "--delta", "--device", image, "--to", image,
+                      "--generation", str(gen)], tools.bv_env, work))
+    j = json.loads(out)
+    row.update({"path": j["path"], "compared_bytes": j["compared_bytes"], "written_bytes": j["written_bytes"],
+                "zero_bytes": j["zero_bytes"], "chunks_written": j["chunks_written"],
+                "skipped_bytes": j.get("skipped_bytes"), "cbt_unused_reason": j.get("cbt_unused_reason"),
+                "diff_changed_bytes": d["diff_changed_bytes"], "generation": gen})
+    check_identical(full, image, "blkvault restore --delta onto the backed-up image")
+    results["identical"].append("blkvault --delta (cbt)")
+    log(f"delta rollback of the image to generation {gen} ({j['path']} path) is byte-identical (cmp)")
+    os.unlink(full)
 
 
 BROWSE_FILES = 200
@@ -1093,6 +1118,14 @@ def targets(results):
     else:
         missing(desc_w, skipped.get("delta", "no such row"))
         missing(desc_t, skipped.get("delta", "no such row"))
+    c = t("restore 1% generation", "blkvault --delta (cbt)")
+    desc_c = "delta rollback of the backed-up device takes the CBT path (reads only what changed since)"
+    if c:
+        out.append((desc_c, c["path"] == "cbt", f"{c['path']} path" + (
+            f", {human(c['skipped_bytes'])} not read, {c['seconds']:.2f} s" if c["path"] == "cbt"
+            else f": {c.get('cbt_unused_reason')}")))
+    else:
+        missing(desc_c, skipped.get("delta", "no such row"))
     # Issue 12: object storage, blkvault against restic on the same gateway.
     why = skipped.get("s3", skipped.get("restic-s3", "no such row"))
     ratio("full backup", "restic-s3", 2, "S3: full backup ≥ 2× restic's throughput", base_tool="blkvault-s3", why=why)
@@ -1109,9 +1142,14 @@ def detail(r):
              f"{r['files_per_s']} files/s")
         return s + (f"; serving and loop-mounting took {r['setup_s']:.2f} s" if r["tool"] == "blkvault mount" else "")
     if "path" in r:
-        return (f"{r['path']} path: compared {human(r['compared_bytes'])}, wrote {human(r['written_bytes'])} "
-                f"+ {human(r['zero_bytes'])} of zeros ({r['chunks_written']} chunks); `diff` counts "
-                f"{human(r['diff_changed_bytes'])} changed")
+        s = (f"{r['path']} path: compared {human(r['compared_bytes'])}, wrote {human(r['written_bytes'])} "
+             f"+ {human(r['zero_bytes'])} of zeros ({r['chunks_written']} chunks); `diff` counts "
+             f"{human(r['diff_changed_bytes'])} changed")
+        if r.get("skipped_bytes"):
+            s += f"; {human(r['skipped_bytes'])} not read"
+        if r.get("cbt_unused_reason") and r["tool"].endswith("(cbt)"):
+            s += f"; CBT not used: {r['cbt_unused_reason']}"
+        return s
     return ""
 
 
@@ -1208,8 +1246,11 @@ def update_docs(md_path, docs_path=DOCS):
         raise BenchError(f"{docs_path} has no latest-results markers")
     first, rest = md.split("\n", 1)
     title = first.lstrip("# ").strip()
-    body = (f"Recorded by `bench/run --update-docs` from `{os.path.relpath(md_path, ROOT)}`: {title}.\n"
-            + rest.replace("\n# ", "\n### "))
+    body = f"Recorded by `bench/run` (`--update-docs`, `--docs-from`) from `{os.path.relpath(md_path, ROOT)}`: {title}.\n"
+    if "**Quick smoke run**" in rest:
+        body += ("\nThese are a smoke run's figures, kept until the full 4 GiB run is recorded "
+                 "(`bench/run --update-docs`).\n")
+    body += rest.replace("\n# ", "\n### ")
     head, tail = doc.split(DOCS_BEGIN, 1)
     tail = tail.split(DOCS_END, 1)[1]
     with open(docs_path + ".tmp", "w") as f:
