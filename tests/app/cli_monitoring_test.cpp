@@ -462,6 +462,20 @@ TEST_F(MonitoringCliTest, TheNotificationCommandsGetTheOutcomeThatTheLogAndExitS
   }
 }
 
+TEST_F(MonitoringCliTest, AFailingOnSuccessCommandIsAWarningAndTheRunStillSucceeds) {
+  init_repo();
+  const std::string a = make_device("a.img", kDeviceSize, 39);
+  write_config("[job.nightly]\ndevices = [\"" + a + "\"]\n", "on-success = \"echo no MTA >&2; exit 3\"\n");
+  auto r = run("nightly");
+  EXPECT_EQ(r.exit_status, 0);
+  EXPECT_EQ(r.err, "warning: job nightly: the on-success command \"echo no MTA >&2; exit 3\" exited with status 3\n");
+  ASSERT_EQ(outcome_lines().size(), 1u);
+  EXPECT_EQ(outcome_lines().back().rfind("job nightly: success: generation 1 committed: ", 0), 0u);
+  const std::string log = read_whole(log_);
+  EXPECT_NE(log.find("job nightly: on-success command: no MTA\n"), std::string::npos) << log;
+  EXPECT_EQ(prom("blkvault_nightly.prom").at("blkvault_last_run_success" + job("nightly")), 1);
+}
+
 TEST_F(MonitoringCliTest, TheMailScriptSendsTheOutcomeThroughSendmail) {
   init_repo();
   const std::string a = make_device("a.img", kDeviceSize, 38);
