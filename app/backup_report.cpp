@@ -13,7 +13,7 @@ nlohmann::json or_null(const std::string& s) { return s.empty() ? nlohmann::json
 
 }  // namespace
 
-void print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
+nlohmann::json print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
                          double seconds) {
   uint64_t read = 0, fresh = 0, stored = 0;
   nlohmann::json devices = nlohmann::json::array();
@@ -56,13 +56,15 @@ void print_backup_report(Output& out, const repo::GenerationInfo& info, const st
                          info.id, state, reports.size(), reports.size() == 1 ? "" : "s", format_duration(seconds),
                          throughput(read, seconds), format_bytes(read), format_bytes(fresh), format_bytes(stored),
                          lines));
-  out.result_json({{"generation", info.id},
-                   {"state", state},
-                   {"duration_s", seconds},
-                   {"read_bytes", read},
-                   {"new_bytes", fresh},
-                   {"stored_bytes", stored},
-                   {"devices", devices}});
+  nlohmann::json j = {{"generation", info.id},
+                      {"state", state},
+                      {"duration_s", seconds},
+                      {"read_bytes", read},
+                      {"new_bytes", fresh},
+                      {"stored_bytes", stored},
+                      {"devices", devices}};
+  out.result_json(j);
+  return j;
 }
 
 }  // namespace blkvault::app

@@ -21,10 +21,19 @@ struct DeviceReport {
   uint64_t changed_bytes = 0;  // CBT-changed bytes (the device size for a full read)
   double seconds = 0;          // reading and storing this device
   std::string error;           // "" unless the device failed (only kept with --partial)
+  bool snapshot_corrupted = false;  // the module reported its snapshot corrupted (overflow or I/O error)
+};
+
+// What a backup tells its caller beyond the Status (BackupOptions::observer):
+// for `run` and the metrics (app/job_metrics.h).
+struct BackupObservation {
+  std::vector<DeviceReport> reports;  // as far as the run got: also when it failed
+  nlohmann::json report;              // the --json result object; null unless a generation was committed
 };
 
 // REQUIRES: reports in the order of the devices given on the command line.
-void print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
+// Returns the --json result object (printed only with --json).
+nlohmann::json print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
                          double seconds);
 
 }  // namespace blkvault::app

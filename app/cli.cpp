@@ -94,6 +94,9 @@ int run_cli(int argc, char** argv) {
   cli.add_option("--cache-dir", cache_dir,
                  "Where the index of an encrypted or S3 repository is kept (default /var/cache/blkvault, or ~/.cache/blkvault)")
       ->envname("BLKVAULT_CACHE_DIR");
+  std::string metrics_dir;
+  cli.add_option("--metrics-dir", metrics_dir,
+                 "Write Prometheus metrics for node_exporter's textfile collector into DIR (backup, run, verify)");
   cli.add_option("--lock-wait", lock_wait, "Seconds to wait for the repository lock (default: fail at once)")
       ->check(CLI::NonNegativeNumber);
   cli.add_flag("-q,--quiet", oopt.quiet, "No progress or informational messages");
@@ -142,6 +145,7 @@ int run_cli(int argc, char** argv) {
   ctx.password_command = password_command;
   ctx.key_file = key_file;
   ctx.cache_dir = cache_dir;
+  ctx.metrics_dir = metrics_dir;
   if (ctx.state_dir.empty()) {
     ctx.state_dir = module_spec.rfind("sim:", 0) == 0 ? module_spec.substr(4) + "/client" : "/var/lib/blkvault";
   }

@@ -126,6 +126,7 @@ class BackupRun {
     // A corruption event explains a failed read better than the read's errno,
     // and fails the device even when its reads happened to succeed.
     if (auto broken = corruption_of(d, !result && result.error().code() != ErrorCode::kCancelled)) {
+      report.snapshot_corrupted = true;
       return fail(std::move(*broken));
     }
     if (!result) return fail(std::move(result).error());
@@ -253,6 +254,7 @@ Status back_up_devices(Context& ctx, const BackupOptions& opts, repo::Repository
   for (size_t i = 0; i < n; ++i) {
     auto broken = session.device_failure(session.devices()[i].dev);
     if (broken && reports[i].error.empty()) {
+      reports[i].snapshot_corrupted = true;
       BLKVAULT_TRY(device_failed(i, std::move(*broken).wrap("backup of " + reports[i].name)));
     }
   }
@@ -328,16 +330,17 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   if (Status st = run_after_take_hook(ctx); !st) return give_up(std::move(st).error());
 
   std::vector<DeviceReport> reports;
-  if (Status st = back_up_devices(ctx, opts, *repository, session, *gen, starts, reports); !st) {
-    return give_up(std::move(st).error());
-  }
+  Status devices_st = back_up_devices(ctx, opts, *repository, session, *gen, starts, reports);
+  if (opts.observer) opts.observer->reports = reports;
+  if (!devices_st) return give_up(std::move(devices_st).error());
   if (ctx.cancel.cancelled()) return give_up(cancelled_error(ctx.cancel));
 
   auto info = gen->commit(opts.partial);
   if (!info) return fail(std::move(info).error().wrap(fmt::format("committing generation {}", gen->id())));
   if (opts.on_commit) opts.on_commit(info->id);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  print_backup_report(ctx.out, *info, reports, seconds);
+  nlohmann::json report = print_backup_report(ctx.out, *info, reports, seconds);
+  if (opts.observer) opts.observer->report = std::move(report);
   return partial_failure(*info, reports);
 }
 

@@ -17,6 +17,8 @@ class Repository;
 
 namespace blkvault::app {
 
+struct BackupObservation;  // app/backup_report.h
+
 // Options shared by every command.
 struct Context {
   Output& out;
@@ -30,6 +32,7 @@ struct Context {
   std::string password_command;  // --password-command / BLKVAULT_PASSWORD_COMMAND
   std::string key_file;          // --key-file / BLKVAULT_KEY_FILE (keyfile mode)
   std::string cache_dir;         // --cache-dir / BLKVAULT_CACHE_DIR (their index)
+  std::string metrics_dir;       // --metrics-dir: Prometheus textfiles (app/job_metrics.h); "" for none
 };
 
 struct InitOptions {
@@ -55,6 +58,8 @@ struct BackupOptions {
   repo::Repository* repository = nullptr;  // an open writer (its lock held) to use instead of opening ctx.repo
   std::function<Status()> after_snapshot;  // runs once the snapshot is taken; a failure ends the backup uncommitted
   std::function<void(uint64_t generation)> on_commit;  // told the committed generation's id
+  BackupObservation* observer = nullptr;  // when set: told what each device did (also on failure)
+  std::string metrics_job = "backup";     // --metrics-job: the job label of `backup`'s metrics
 };
 Status cmd_backup(Context& ctx, const BackupOptions& opts);
 

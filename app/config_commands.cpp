@@ -33,7 +33,10 @@ nlohmann::json diff_storage_json(const config::DiffStorageConfig& d) {
 }
 
 nlohmann::json report_json(const config::ReportConfig& r) {
-  return {{"log_file", r.log_file}, {"syslog", r.syslog}, {"on_failure", command_json(r.on_failure)}};
+  return {{"log_file", r.log_file},
+          {"syslog", r.syslog},
+          {"on_failure", command_json(r.on_failure)},
+          {"on_success", command_json(r.on_success)}};
 }
 
 nlohmann::json job_json(const config::JobConfig& job) {
@@ -77,6 +80,8 @@ nlohmann::json config_json(const config::Config& c) {
           {"lock_wait_s", c.lock_wait_s},
           {"diff_storage", diff_storage_json(c.diff_storage)},
           {"report", report_json(c.report)},
+          {"metrics", {{"textfile_dir", c.metrics.textfile_dir.empty() ? nlohmann::json(nullptr)
+                                                                       : nlohmann::json(c.metrics.textfile_dir)}}},
           {"jobs", jobs}};
 }
 

@@ -1,5 +1,7 @@
 #include "app/core_commands.h"
 
+#include "app/job_metrics.h"
+
 namespace blkvault::app {
 
 void CoreCommands::add_to(CLI::App& cli) {
@@ -30,6 +32,8 @@ void CoreCommands::add_to(CLI::App& cli) {
                       "Initial difference storage (default 1G, or the limit when smaller)");
   backup_->add_option("--diff-storage-limit", backup_opts_.diff_storage_limit,
                       "Most difference storage the snapshot may grow to");
+  backup_->add_option("--metrics-job", backup_opts_.metrics_job,
+                      "The job label (and file blkvault_NAME.prom) of the metrics written with --metrics-dir");
 
   restore_ = cli.add_subcommand("restore", "Write a device's image as of a generation to a file or block device");
   restore_->add_option("--generation,-g", restore_opts_.generation, "Generation id, or 'latest'");
@@ -56,7 +60,7 @@ bool CoreCommands::parsed() const {
 
 Status CoreCommands::run(Context& ctx, const std::string& self_exe) {
   if (init_->parsed()) return cmd_init(ctx, init_opts_);
-  if (backup_->parsed()) return cmd_backup(ctx, backup_opts_);
+  if (backup_->parsed()) return cmd_backup_with_metrics(ctx, backup_opts_);
   if (restore_->parsed()) return restore_opts_.delta ? cmd_restore_delta(ctx, restore_opts_) : cmd_restore(ctx, restore_opts_);
   return cmd_demo(ctx, demo_opts_, self_exe);
 }

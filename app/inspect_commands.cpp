@@ -3,11 +3,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "app/job_metrics.h"
+#include "app/metrics.h"
 #include "app/module_access.h"
 #include "app/repo_access.h"
 #include "kernel/module.h"
@@ -113,6 +116,7 @@ Status cmd_list_impl(Context& ctx, const ListOptions& opts) {
 }
 
 Status cmd_verify_impl(Context& ctx, const VerifyOptions& opts) {
+  const auto t0 = std::chrono::steady_clock::now();
   BLKVAULT_TRY_ASSIGN(auto repo, open_repository(ctx, false));
   repo::VerifyOptions vo;
   vo.data = opts.data;
@@ -160,6 +164,12 @@ Status cmd_verify_impl(Context& ctx, const VerifyOptions& opts) {
                                 : std::string(" (metadata only; --data reads every byte)"),
                       report->clean() ? "no damage" : fmt::format("{} problem(s), {} damaged chunk(s)",
                                                                   report->problems.size(), report->damage.size()));
+  if (!ctx.metrics_dir.empty() && !vo.generation) {  // a whole-repository verify (docs/METRICS.md)
+    VerifyMetrics vm{ctx.repo, opts.data, unix_now_seconds(),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                     report->problems.size(), report->damage.size()};
+    if (Status w = write_verify_metrics(ctx.metrics_dir, vm); !w) ctx.out.log(LogLevel::kWarning, w.error().message());
+  }
   ctx.out.result(text);
   ctx.out.result_json({{"repository", ctx.repo},
                        {"data", opts.data},

@@ -21,6 +21,8 @@
 #include "app/exit_codes.h"
 #include "app/hook_runner.h"
 #include "app/job_log.h"
+#include "app/job_metrics.h"
+#include "app/metrics.h"
 #include "app/maintenance_commands.h"
 #include "app/repo_access.h"
 #include "common/file_io.h"
@@ -151,7 +153,10 @@ class JobRun {
   Status hook(const char* name, const config::Command& command, std::vector<std::string> env = {},
               bool cancellable = true);
   void post_hook();
-  void on_failure(const Error& error);
+  // The on-success or on-failure command (`error` set: a failure), told the
+  // outcome; `message` is the outcome line as logged ("success: …").
+  void notify(const std::optional<Error>& error, const std::string& message);
+  void write_metrics(const std::optional<Error>& error);
   std::vector<std::string> common_env(const char* hook) const;
   std::string success_text() const;
   void print_result(const Status& st);
@@ -169,6 +174,9 @@ class JobRun {
   bool pre_ran_ = false;
   bool post_snapshot_ran_ = false;
   std::optional<uint64_t> generation_;
+  double committed_s_ = 0;  // Unix time of the commit (for the metrics)
+  bool backup_started_ = false;
+  BackupObservation observed_;
   json backup_json_ = nullptr;
   json prune_json_ = nullptr;
   json hooks_json_ = json::array();
@@ -224,7 +232,12 @@ Status JobRun::backup() {
   b.diff_storage_limit = std::to_string(job_.diff_storage.limit_bytes);
   b.repository = repository_.get();
   b.after_snapshot = [this] { return post_snapshot(/*cancellable=*/true); };
-  b.on_commit = [this](uint64_t generation) { generation_ = generation; };
+  b.on_commit = [this](uint64_t generation) {
+    generation_ = generation;
+    committed_s_ = unix_now_seconds();
+  };
+  b.observer = &observed_;
+  backup_started_ = true;
   Status st = cmd_backup(jctx_, b);
   backup_json_ = parse_or_null(capture_.take());
   if (!st && pre_ran_ && !post_snapshot_ran_ && !job_.hooks.post_snapshot.empty()) {
@@ -283,14 +296,18 @@ void JobRun::post_hook() {
   }
 }
 
-void JobRun::on_failure(const Error& error) {
-  const config::Command& command = job_.report.on_failure;
+void JobRun::notify(const std::optional<Error>& error, const std::string& message) {
+  const bool ok = !error.has_value();
+  const char* name = ok ? "on-success" : "on-failure";
+  const config::Command& command = ok ? job_.report.on_success : job_.report.on_failure;
   if (command.empty()) return;
-  const int status = exit_status_for(error.code());
+  const int status = ok ? 0 : exit_status_for(error->code());
+  const std::string why = ok ? "" : error->message();
   json j = {{"job", job_.name},
-            {"status", "failure"},
-            {"error", error.message()},
+            {"status", ok ? "success" : "failure"},
+            {"error", ok ? json(nullptr) : json(why)},
             {"exit_status", status},
+            {"message", message},
             {"generation", generation_ ? json(*generation_) : json(nullptr)},
             {"started", started_},
             {"duration_s", std::chrono::duration<double>(Clock::now() - t0_).count()},
@@ -298,30 +315,64 @@ void JobRun::on_failure(const Error& error) {
             {"config", config_.file},
             {"repository", config_.repository.path},
             {"devices", job_.devices},
-            {"log_file", job_.report.log_file.empty() ? json(nullptr) : json(job_.report.log_file)}};
+            {"log_file", job_.report.log_file.empty() ? json(nullptr) : json(job_.report.log_file)},
+            {"backup", backup_json_}};
   HookRun how;
-  how.env = common_env("on-failure");
-  how.env.push_back("BLKVAULT_STATUS=failure");
+  how.env = common_env(name);
+  how.env.push_back(std::string("BLKVAULT_STATUS=") + (ok ? "success" : "failure"));
   how.env.push_back("BLKVAULT_GENERATION=" + (generation_ ? std::to_string(*generation_) : ""));
-  how.env.push_back("BLKVAULT_ERROR=" + error.message());
+  how.env.push_back("BLKVAULT_ERROR=" + why);
   how.env.push_back("BLKVAULT_EXIT_STATUS=" + std::to_string(status));
+  how.env.push_back("BLKVAULT_MESSAGE=" + message);
+  how.env.push_back("BLKVAULT_LOG_FILE=" + job_.report.log_file);
   how.stdin_text = j.dump() + "\n";
   how.timeout_ms = job_.hooks.timeout_s * 1000;
   const HookCommand cmd = hook_command(command);
   auto r = run_hook(cmd, how);
   if (!r) {
-    std::string why = fmt::format("the on-failure command {} could not be started: {}", cmd.describe(),
-                                  r.error().message());
-    log_->line(why);
-    ctx_.out.log(LogLevel::kWarning, fmt::format("job {}: {}", job_.name, why));
+    std::string problem =
+        fmt::format("the {} command {} could not be started: {}", name, cmd.describe(), r.error().message());
+    log_->line(problem);
+    ctx_.out.log(LogLevel::kWarning, fmt::format("job {}: {}", job_.name, problem));
     return;
   }
-  log_->hook_output("on-failure command", r->output);
-  log_->line(fmt::format("on-failure command {} {} in {:.2f}s", cmd.describe(), r->outcome(), r->seconds));
+  log_->hook_output(fmt::format("{} command", name), r->output);
+  log_->line(fmt::format("{} command {} {} in {:.2f}s", name, cmd.describe(), r->outcome(), r->seconds));
   if (!r->ok()) {
     ctx_.out.log(LogLevel::kWarning,
-                 fmt::format("job {}: the on-failure command {} {}", job_.name, cmd.describe(), r->outcome()));
+                 fmt::format("job {}: the {} command {} {}", job_.name, name, cmd.describe(), r->outcome()));
   }
+}
+
+// The job's metrics file (docs/METRICS.md), when a metrics directory is set. A
+// failure to write it is logged and printed as a warning: the run's outcome
+// stands (and the metrics going stale is what the freshness alert catches).
+void JobRun::write_metrics(const std::optional<Error>& error) {
+  const std::string& dir = ctx_.metrics_dir.empty() ? config_.metrics.textfile_dir : ctx_.metrics_dir;
+  if (dir.empty()) return;
+  RunMetrics m;
+  m.job = job_.name;
+  m.devices = job_.devices;
+  m.repository = config_.repository.path;
+  m.exit_status = error ? exit_status_for(error->code()) : 0;
+  m.finished_s = unix_now_seconds();
+  m.duration_s = std::chrono::duration<double>(Clock::now() - t0_).count();
+  m.generation = generation_;
+  m.committed_s = committed_s_;
+  m.backup = backup_started_ ? &observed_ : nullptr;
+  std::string problem;
+  if (repository_) {
+    auto figures = repository_figures(*repository_);
+    if (figures) {
+      m.figures = *figures;
+    } else {
+      problem = "metrics: " + figures.error().message();
+    }
+  }
+  if (Status st = write_run_metrics(dir, m); !st) problem = st.error().message();
+  if (problem.empty()) return;
+  log_->line(problem);
+  ctx_.out.log(LogLevel::kWarning, fmt::format("job {}: {}", job_.name, problem));
 }
 
 std::string JobRun::success_text() const {
@@ -365,7 +416,8 @@ Status JobRun::execute() {
     log_.emplace(JobLog::syslog_only(job_.name, job_.report.syslog, ctx_.out));
     Error e = std::move(log).error().wrap("job " + job_.name);
     log_->outcome(JobLog::Outcome::kFailure, e.message());
-    on_failure(e);
+    write_metrics(e);
+    notify(e, "failure: " + e.message());
     return fail(std::move(e));
   }
   log_.emplace(std::move(*log));
@@ -389,16 +441,15 @@ Status JobRun::execute() {
   Status result;
   if (first_error_) result = fail(*first_error_);
   print_result(result);
-  if (result) {
-    log_->outcome(JobLog::Outcome::kSuccess, success_text());
-  } else {
-    std::string text = first_error_->message();
-    if (generation_ && text.find(fmt::format("generation {}", *generation_)) == std::string::npos) {
-      text += fmt::format(" (generation {} was committed)", *generation_);
-    }
-    log_->outcome(JobLog::Outcome::kFailure, text);
-    on_failure(*first_error_);
+  // The outcome line, the metrics, the notification: each says what the exit status says.
+  std::string text = result ? success_text() : first_error_->message();
+  if (!result && generation_ && text.find(fmt::format("generation {}", *generation_)) == std::string::npos) {
+    text += fmt::format(" (generation {} was committed)", *generation_);
   }
+  const JobLog::Outcome outcome = result ? JobLog::Outcome::kSuccess : JobLog::Outcome::kFailure;
+  log_->outcome(outcome, text);
+  write_metrics(first_error_);
+  notify(first_error_, fmt::format("{}: {}", outcome_name(outcome), text));
   if (!log_->write_problem().empty()) {
     ctx_.out.log(LogLevel::kWarning, fmt::format("job {}: writing the log file {}: {}", job_.name,
                                                  job_.report.log_file, log_->write_problem()));
@@ -432,7 +483,8 @@ void RunCommands::add_to(CLI::App& cli) {
   run_->add_option("--config", opts_.config_file, "Configuration file");
   run_->footer(
       "A run of a job whose previous run is still going is skipped (exit status 4). Hooks, the log line and the\n"
-      "on-failure command: docs/CONFIG.md; what to watch: docs/ADMIN.md.");
+      "on-success/on-failure commands: docs/CONFIG.md; metrics (--metrics-dir, [metrics] textfile-dir):\n"
+      "docs/METRICS.md; what to watch: docs/ADMIN.md.");
 }
 
 }  // namespace blkvault::app

@@ -8,7 +8,9 @@
 //   end, so retention sees the generation just made and no other writer comes
 //   between) -> pre hook -> backup, with the post-snapshot hook as soon as the
 //   snapshot is taken -> retention (prune by the job's keep rules, then gc)
-//   -> post hook -> the outcome line -> on failure, the on-failure command.
+//   -> post hook -> the outcome line -> the job's metrics file (when a metrics
+//   directory is set, app/job_metrics.h) -> the on-success or on-failure
+//   command, with the outcome as JSON on stdin.
 // Hooks bracket the work: they run only once both locks are held. The
 // post-snapshot hook also runs when a pre hook succeeded but no snapshot could
 // be taken, so what `pre` froze is always thawed.

@@ -12,11 +12,12 @@ namespace blkvault::config {
 namespace {
 
 constexpr std::string_view kRootKeys[] = {"module", "state-dir", "lock-wait", "repository",
-                                          "diff-storage", "report", "job"};
+                                          "diff-storage", "report", "metrics", "job"};
 constexpr std::string_view kRepositoryKeys[] = {"path", "chunk-size", "compression", "pack-size", "password-file",
                                                 "key-file"};
 constexpr std::string_view kDiffStorageKeys[] = {"dir", "device", "size", "limit"};
-constexpr std::string_view kReportKeys[] = {"log-file", "syslog", "on-failure"};
+constexpr std::string_view kReportKeys[] = {"log-file", "syslog", "on-failure", "on-success"};
+constexpr std::string_view kMetricsKeys[] = {"textfile-dir"};
 constexpr std::string_view kJobKeys[] = {"devices", "schedule", "retention", "hooks",
                                          "module",  "diff-storage", "report", "lock-wait"};
 constexpr std::string_view kKeepKeys[] = {"keep-last", "keep-hourly", "keep-daily",
@@ -126,6 +127,7 @@ void read_report(TomlReader& r, const toml::table& t, std::string_view path, Rep
   if (auto v = r.path(t, path, "log-file")) inout->log_file = *v;
   if (auto v = r.boolean(t, path, "syslog")) inout->syslog = *v;
   if (auto v = r.command(t, path, "on-failure")) inout->on_failure = *v;
+  if (auto v = r.command(t, path, "on-success")) inout->on_success = *v;
 }
 
 std::optional<RetentionConfig> read_retention(TomlReader& r, const toml::table& t, std::string_view path) {
@@ -288,6 +290,10 @@ void read_root(TomlReader& r, const toml::table& root, Config* config) {
     read_diff_storage(r, *t, "diff-storage", &config->diff_storage);
   }
   if (const toml::table* t = r.table(root, "", "report")) read_report(r, *t, "report", &config->report);
+  if (const toml::table* t = r.table(root, "", "metrics")) {
+    r.check_keys(*t, "metrics", kMetricsKeys);
+    if (auto v = r.path(*t, "metrics", "textfile-dir")) config->metrics.textfile_dir = *v;
+  }
   read_jobs(r, root, config);
 }
 

@@ -70,6 +70,13 @@ struct ReportConfig {
   std::string log_file;  // absolute, or empty: no log file
   bool syslog = true;    // one line to syslog/the journal per run
   Command on_failure;    // run when a job fails; empty: none
+  Command on_success;    // run when a job succeeds; empty: none
+};
+
+// [metrics]: Prometheus metrics in node_exporter's textfile-collector format
+// (docs/METRICS.md), written by `run`, `backup` and `verify`.
+struct MetricsConfig {
+  std::string textfile_dir;  // absolute, or empty: no metrics
 };
 
 // [job.NAME.retention]: how many generations each keep rule keeps (0 = the
@@ -107,6 +114,7 @@ struct Config {
   uint64_t lock_wait_s = 0;                  // wait for the repository lock; 0: fail at once
   DiffStorageConfig diff_storage;
   ReportConfig report;
+  MetricsConfig metrics;
   std::vector<JobConfig> jobs;               // in the order of the file
 
   // nullptr when there is no job of that name.

@@ -327,6 +327,49 @@ TEST(JobConfig, AJobThatIsNotATableIsAProblem) {
             (Lines{"t.toml:1:1: job: expected a table, got an array"}));
 }
 
+TEST(JobConfig, MetricsAndOnSuccessAreReadAndChecked) {
+  auto r = check_text(R"([repository]
+path = "/r"
+[report]
+on-success = ["/usr/local/share/blkvault/notify-mail.sh", "root"]
+[metrics]
+textfile-dir = "/var/lib/prometheus/node-exporter"
+[job.a]
+devices = ["/dev/a"]
+report.on-success = "logger ok"
+[job.b]
+devices = ["/dev/b"]
+)",
+                      "t.toml");
+  ASSERT_TRUE(r.ok()) << to_string(r.problems.front());
+  EXPECT_EQ(r.config.metrics.textfile_dir, "/var/lib/prometheus/node-exporter");
+  EXPECT_EQ(r.config.report.on_success.argv, (Lines{"/usr/local/share/blkvault/notify-mail.sh", "root"}));
+  EXPECT_EQ(r.config.jobs[0].report.on_success.shell, "logger ok");
+  EXPECT_EQ(r.config.jobs[1].report.on_success.argv, r.config.report.on_success.argv);  // inherited
+  EXPECT_TRUE(r.config.jobs[1].report.on_failure.empty());
+  EXPECT_TRUE(check_text("[repository]\npath = \"/r\"\n", "t.toml").config.metrics.textfile_dir.empty());
+
+  EXPECT_EQ(problems_of(R"([repository]
+path = "/r"
+[metrics]
+textfile-dir = "var/lib/node-exporter"
+textfile-dirs = "/x"
+[report]
+on-success = 3
+[job.a]
+devices = ["/dev/a"]
+metrics = { textfile-dir = "/x" }
+)"),
+            (Lines{
+                "t.toml:4:16: metrics.textfile-dir: 'var/lib/node-exporter' is not an absolute path",
+                "t.toml:5:1: metrics.textfile-dirs: unknown key 'textfile-dirs' (did you mean "
+                "'textfile-dir'?)",
+                "t.toml:7:14: report.on-success: expected a command: a string for /bin/sh or an array of strings, "
+                "got an integer",
+                "t.toml:10:1: job.a.metrics: unknown key 'metrics'",
+            }));
+}
+
 TEST(JobConfig, SampleConfigIsValid) {
   auto r = check_file(std::string(BLKVAULT_SOURCE_DIR) + "/config/blkvault.toml.sample");
   ASSERT_TRUE(r) << r.error().message();
