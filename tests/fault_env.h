@@ -180,9 +180,7 @@ class FaultEnv final : public Env {
     auto it = fds_.find(fd);
     if (it == fds_.end()) return {};
     if (ignore_file_sync_ && ignore_file_sync_(it->second.path)) return {};
-    // By name: the descriptor may be write-only. The name still exists here
-    // (files are synced before they are linked, renamed or unlinked).
-    BLKVAULT_TRY_ASSIGN(std::string content, read_file(it->second.path));
+    BLKVAULT_TRY_ASSIGN(std::string content, content_of(fd, it->second.path));
     it->second.node->durable = std::move(content);
     it->second.node->captured = true;
     it->second.node->dirty = false;
@@ -322,6 +320,17 @@ class FaultEnv final : public Env {
     d.live[name] = e;
     d.durable[name] = e;
     return e;
+  }
+
+  // What an open file holds now: through its descriptor when it is readable
+  // (opening and closing the file by name would drop SQLite's POSIX locks on
+  // it), else by name (a write-only temporary, synced before it is linked).
+  static Result<std::string> content_of(int fd, const std::string& path) {
+    if ((::fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY) return read_file(path);
+    BLKVAULT_TRY_ASSIGN(uint64_t size, fd_size(fd, path));
+    std::string out(size, '\0');
+    BLKVAULT_TRY(pread_full(fd, {reinterpret_cast<uint8_t*>(out.data()), out.size()}, 0, path));
+    return out;
   }
 
   // Saves a file's durable content before the layer changes it.
