@@ -269,13 +269,16 @@ class PowerLossTest : public RepositoryTest {
 
   struct Figures {
     uint64_t tried = 0, power_losses = 0, failures_injected = 0, dropped = 0, failed = 0, undetected = 0;
+    uint64_t index_lost = 0;
     uint64_t files_reverted = 0, bytes_dropped = 0, entries_undone = 0;
     std::vector<std::string> first_problems;
   };
 
   // One crash point: k = 0 runs the workload whole, then cuts the power.
+  // With `lose_index`, the index is also deleted after the cut (the
+  // conservative model: the index lost entirely, rebuilt from the files).
   void one_point(uint64_t k, bool power, const std::function<void(test::FaultEnv&)>& setup, Figures& f,
-                 const std::string& label) {
+                 const std::string& label, bool lose_index = false) {
     const std::string path = fresh_copy("run");
     test::FaultEnv env;
     if (setup) setup(env);
@@ -297,6 +300,10 @@ class PowerLossTest : public RepositoryTest {
     f.files_reverted += stats.files_reverted;
     f.bytes_dropped += stats.bytes_dropped;
     f.entries_undone += stats.entries_undone;
+    if (lose_index) {
+      ++f.index_lost;
+      for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + "/index.sqlite" + suffix);
+    }
     test::FaultEnv clean;
     Outcome o = check(path, ack, static_cast<int>(workload().size()), &clean);
     if (!bad.empty()) o.problems.insert(o.problems.begin(), bad);
@@ -317,7 +324,8 @@ std::string figures_line(const char* what, uint64_t seed, uint64_t calls, const 
          std::to_string(f.power_losses) + " power losses, " + std::to_string(f.failures_injected) +
          " single failures); " + std::to_string(f.dropped) + " dropped unsynced data (" +
          std::to_string(f.files_reverted) + " files reverted, " + std::to_string(f.bytes_dropped) + " bytes, " +
-         std::to_string(f.entries_undone) + " directory entries undone); failures " + std::to_string(f.failed) +
+         std::to_string(f.entries_undone) + " directory entries undone); " + std::to_string(f.index_lost) +
+         " with the index deleted too; failures " + std::to_string(f.failed) +
          " (undetected " + std::to_string(f.undetected) + ")";
 }
 
@@ -352,13 +360,16 @@ TEST_F(PowerLossTest, PowerLossAtAnySeededCallLosesNothingAcknowledged) {
   }
   std::mt19937_64 rng(seed);
   for (size_t i = 0; i < points; ++i) {
-    // Half at durable steps, half anywhere; one in four a single failed call.
+    // Half at durable steps, half anywhere; one in four a single failed call;
+    // every tenth also loses the whole index.
     const uint64_t k = i % 2 == 0 ? durable_steps[rng() % durable_steps.size()] : 1 + rng() % calls;
     const bool power = rng() % 4 != 0;
+    const bool lose_index = i % 10 == 9;
     const auto& c = trace[k - 1];
     one_point(k, power, {}, f,
               std::string(power ? "power lost" : "failure") + " at call " + std::to_string(k) + " (" + c.kind + " " +
-                  c.path + ")");
+                  c.path + ")" + (lose_index ? ", index deleted" : ""),
+              lose_index);
   }
   const std::string line = figures_line("power loss", seed, calls, f);
   std::printf("%s\n", line.c_str());
