@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <mutex>
+#include <set>
 
 #include <fmt/format.h>
 
 #include "common/crash_point.h"
+#include "common/env.h"
 #include "common/file_io.h"
 #include "repo/storage.h"
 
@@ -23,37 +26,53 @@ bool valid_segment_char(char c) {
 }
 
 // Ensures every directory of `path` below root exists as a real directory (0700),
-// refusing symlinks on the way.
-Status make_parents(const std::string& root, std::string_view name) {
+// refusing symlinks on the way. Each directory is made durable in its parent
+// (an fsync of the parent) before anything is published inside it, once per
+// directory and LocalStorage: a file's own directory fsync does not make the
+// directory's name durable, so a power cut could otherwise lose a new
+// "packs/3f/" with the packs in it. A directory found existing is synced too:
+// whoever created it may have died (or failed) before its parent's fsync.
+Status make_parents(Env& env, const std::string& root, std::string_view name, std::mutex& mu,
+                    std::set<std::string>& durable_dirs) {
   std::string dir = root;
   size_t pos = 0;
   while (true) {
     size_t slash = name.find('/', pos);
     if (slash == std::string_view::npos) return {};
+    const std::string parent = dir;
     dir += "/";
     dir += name.substr(pos, slash - pos);
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return fail_errno(fmt::format("creating {}", dir));
+    pos = slash + 1;
+    {
+      std::lock_guard guard(mu);
+      if (durable_dirs.count(dir) != 0) continue;
+    }
+    if (auto made = env.mkdir(dir, 0700); !made && made.error().sys_errno() != EEXIST) {
+      return fail(std::move(made.error()));
+    }
     struct stat st {};
     if (::lstat(dir.c_str(), &st) != 0) return fail_errno(fmt::format("stat of {}", dir));
     if (!S_ISDIR(st.st_mode)) {
       return fail(ErrorCode::kCorrupt, fmt::format("{} is not a directory (a symbolic link?); refusing to follow it", dir));
     }
-    pos = slash + 1;
+    BLKVAULT_TRY(env.fsync_dir(parent));
+    std::lock_guard guard(mu);
+    durable_dirs.insert(dir);
   }
 }
 
 class LocalWriter final : public Storage::Writer {
  public:
-  LocalWriter(std::string final_path, std::string temp_path, UniqueFd fd)
-      : final_(std::move(final_path)), temp_(std::move(temp_path)), fd_(std::move(fd)) {}
+  LocalWriter(Env& env, std::string final_path, std::string temp_path, UniqueFd fd)
+      : env_(env), final_(std::move(final_path)), temp_(std::move(temp_path)), fd_(std::move(fd)) {}
   ~LocalWriter() override {
     if (!committed_) {
       fd_.reset();
-      ::unlink(temp_.c_str());
+      (void)env_.unlink(temp_);
     }
   }
   Status append(std::span<const uint8_t> data) override {
-    BLKVAULT_TRY(write_full(fd_.get(), data, temp_));
+    BLKVAULT_TRY(env_.write(fd_.get(), data, temp_));
     size_ += data.size();
     return {};
   }
@@ -61,20 +80,23 @@ class LocalWriter final : public Storage::Writer {
   Status commit() override {
     if (committed_) return fail(ErrorCode::kInternal, fmt::format("{} committed twice", final_));
     crash_point("before publishing " + final_);
-    BLKVAULT_TRY(fsync_fd(fd_.get(), temp_));
+    BLKVAULT_TRY(env_.fsync(fd_.get(), temp_));
     BLKVAULT_TRY(fd_.close(temp_));
     // link(2) publishes without replacing: EEXIST if the name is taken.
-    if (::link(temp_.c_str(), final_.c_str()) != 0) {
-      if (errno == EEXIST) return fail(ErrorCode::kInvalidArgument, fmt::format("{} already exists", final_), EEXIST);
-      return fail_errno(fmt::format("publishing {}", final_));
+    if (auto linked = env_.link(temp_, final_); !linked) {
+      if (linked.error().sys_errno() == EEXIST) {
+        return fail(ErrorCode::kInvalidArgument, fmt::format("{} already exists", final_), EEXIST);
+      }
+      return fail(std::move(linked.error()).wrap(fmt::format("publishing {}", final_)));
     }
     committed_ = true;
     crash_point("after linking " + final_);
-    ::unlink(temp_.c_str());
-    return fsync_dir(std::filesystem::path(final_).parent_path().string());
+    (void)env_.unlink(temp_);  // a leftover temp name is only garbage (gc deletes it)
+    return env_.fsync_dir(parent_dir(final_));
   }
 
  private:
+  Env& env_;
   std::string final_, temp_;
   UniqueFd fd_;
   uint64_t size_ = 0;
@@ -102,18 +124,18 @@ Status check_name(std::string_view name) {
   return {};
 }
 
-Result<std::unique_ptr<LocalStorage>> LocalStorage::open(const std::string& root) {
+Result<std::unique_ptr<LocalStorage>> LocalStorage::open(const std::string& root, Env* env) {
   struct stat st {};
   if (::lstat(root.c_str(), &st) != 0) return fail_errno(fmt::format("opening repository {}", root));
   if (!S_ISDIR(st.st_mode)) return fail(ErrorCode::kInvalidArgument, fmt::format("{} is not a directory", root));
   std::string clean = root;
   while (clean.size() > 1 && clean.back() == '/') clean.pop_back();
-  return std::unique_ptr<LocalStorage>(new LocalStorage(clean));
+  return std::unique_ptr<LocalStorage>(new LocalStorage(clean, env != nullptr ? *env : Env::real()));
 }
 
 Result<std::string> LocalStorage::path_for(std::string_view name, bool create_dirs) {
   BLKVAULT_TRY(check_name(name));
-  if (create_dirs) BLKVAULT_TRY(make_parents(root_, name));
+  if (create_dirs) BLKVAULT_TRY(make_parents(env_, root_, name, mu_, durable_dirs_));
   return root_ + "/" + std::string(name);
 }
 
@@ -126,8 +148,8 @@ Status LocalStorage::put(std::string_view name, std::span<const uint8_t> data) {
 Result<std::unique_ptr<Storage::Writer>> LocalStorage::create(std::string_view name) {
   BLKVAULT_TRY_ASSIGN(std::string path, path_for(name, true));
   std::string temp = fmt::format("{}.tmp-{}-{}", path, ::getpid(), g_temp_counter++);
-  BLKVAULT_TRY_ASSIGN(UniqueFd fd, open_file(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600));
-  return std::unique_ptr<Writer>(new LocalWriter(path, temp, std::move(fd)));
+  BLKVAULT_TRY_ASSIGN(UniqueFd fd, env_.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600));
+  return std::unique_ptr<Writer>(new LocalWriter(env_, path, temp, std::move(fd)));
 }
 
 Result<std::vector<uint8_t>> LocalStorage::get(std::string_view name) {
@@ -204,11 +226,11 @@ Result<std::vector<std::string>> LocalStorage::list_unpublished(std::string_view
 Status LocalStorage::remove(std::string_view name) {
   BLKVAULT_TRY_ASSIGN(std::string path, path_for(name, false));
   crash_point("before removing " + path);
-  if (::unlink(path.c_str()) != 0) {
-    if (errno == ENOENT) return {};
-    return fail_errno(fmt::format("removing {}", path));
+  if (auto gone = env_.unlink(path); !gone) {
+    if (gone.error().sys_errno() == ENOENT) return {};
+    return fail(std::move(gone.error()));
   }
-  return fsync_dir(std::filesystem::path(path).parent_path().string());
+  return env_.fsync_dir(parent_dir(path));
 }
 
 }  // namespace blkvault::repo

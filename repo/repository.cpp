@@ -331,7 +331,7 @@ Status Repository::Impl::create_schema() {
 Status Repository::Impl::open_index(bool* created) {
   const bool existed = fs::exists(index_path());
   if (created != nullptr) *created = !existed;
-  BLKVAULT_TRY_ASSIGN(auto d, sql::Db::open(index_path()));
+  BLKVAULT_TRY_ASSIGN(auto d, sql::Db::open(index_path(), env));
   db.emplace(std::move(d));
   // FULL: a commit is on disk before blkvault reports the generation done
   // (docs/FORMAT.md, "Durability").
@@ -794,6 +794,7 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->log = options.log;
+  impl->env = options.env;
   if (remote) {
     BLKVAULT_TRY_ASSIGN(auto s3, S3Storage::open(path));
     BLKVAULT_TRY_ASSIGN(bool has_config, s3->exists("config"));
@@ -816,7 +817,7 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
     if (!S_ISDIR(st.st_mode)) {
       return fail(ErrorCode::kInvalidArgument, path + " is not a blkvault repository (not a directory)");
     }
-    BLKVAULT_TRY_ASSIGN(auto local, LocalStorage::open(path));
+    BLKVAULT_TRY_ASSIGN(auto local, LocalStorage::open(path, options.env));
     impl->storage = std::move(local);
   }
   if (options.wrap_storage) impl->storage = options.wrap_storage(std::move(impl->storage));
@@ -896,10 +897,9 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
     impl->logger().warning(opened.error().message() + "; rebuilding the index from packs and manifests");
     impl->db.reset();
     const std::string aside = impl->index_path() + ".damaged-" + std::to_string(now_ms());
-    std::error_code ec;
-    fs::rename(impl->index_path(), aside, ec);
-    fs::remove(impl->index_path() + "-wal", ec);
-    fs::remove(impl->index_path() + "-shm", ec);
+    (void)impl->fs_env().rename(impl->index_path(), aside);
+    (void)impl->fs_env().unlink(impl->index_path() + "-wal");
+    (void)impl->fs_env().unlink(impl->index_path() + "-shm");
     BLKVAULT_TRY(impl->open_index());
     behind = true;
   }
@@ -1132,12 +1132,15 @@ Result<RepoStats> Repository::stats() {
   return s;
 }
 
+void Repository::Impl::remove_index_files() {
+  for (const char* suffix : {"", "-wal", "-shm"}) (void)fs_env().unlink(index_path() + suffix);
+}
+
 Status Repository::rebuild_index() {
   if (!impl_->lock) return fail(ErrorCode::kInternal, "rebuild_index needs the repository opened for writing");
   std::lock_guard guard(impl_->mu);
   impl_->db.reset();
-  std::error_code ec;
-  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(impl_->index_path() + suffix, ec);
+  impl_->remove_index_files();
   BLKVAULT_TRY(impl_->open_index());
   return impl_->sync_index();
 }

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "common/cancel.h"
+#include "common/env.h"
 #include "common/error.h"
 #include "common/logger.h"
 #include "repo/chunk_codec.h"
@@ -251,6 +252,10 @@ struct OpenOptions {
   bool write = false;          // take the writer lock
   double lock_wait_s = 0;      // how long to wait for it
   Logger* log = nullptr;       // progress notes (index sync/rebuild); may be null
+  // The file-system seam of a local repository and of its index (common/env.h;
+  // tests: power loss, tests/fault_env.h). Null: the real file system and
+  // SQLite's own VFS. Not owned; must outlive the Repository.
+  Env* env = nullptr;
   // Wraps the repository's storage (tests: fault injection). Null: none.
   std::function<std::unique_ptr<Storage>(std::unique_ptr<Storage>)> wrap_storage;
   // Encrypted repositories: asked once, only when needed.

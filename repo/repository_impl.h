@@ -29,6 +29,7 @@ struct Repository::Impl {
   std::optional<RepoLock> lock;  // held when opened for writing
   Logger* log = nullptr;
   NullLogger null_log;
+  Env* env = nullptr;  // OpenOptions::env: null is the real file system and SQLite's own VFS
 
   std::mutex mu;  // guards db and every statement on it
   std::optional<sql::Db> db;
@@ -41,6 +42,9 @@ struct Repository::Impl {
 
   Logger& logger() { return log != nullptr ? *log : null_log; }
   std::string index_path() const { return index_file; }
+  Env& fs_env() const { return env != nullptr ? *env : Env::real(); }
+  // Removes the index's files (database, WAL, shared memory); missing ones are fine.
+  void remove_index_files();
   std::unique_ptr<ChunkCodec> make_codec() const {
     return std::make_unique<ChunkCodec>(config.compression_level, keys);
   }

@@ -96,10 +96,14 @@ std::span<const uint8_t> Stmt::blob(int col) const {
   return {p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col))};
 }
 
-Result<Db> Db::open(const std::string& path) {
+Result<Db> Db::open(const std::string& path, Env* env) {
+  std::unique_ptr<EnvVfs> vfs;
+  if (env != nullptr) {
+    BLKVAULT_TRY_ASSIGN(vfs, EnvVfs::create(*env));
+  }
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+                                 vfs != nullptr ? vfs->name() : nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
@@ -107,7 +111,7 @@ Result<Db> Db::open(const std::string& path) {
   }
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, 10000);
-  return Db(db);
+  return Db(db, std::move(vfs));
 }
 
 Db& Db::operator=(Db&& o) noexcept {
@@ -115,6 +119,7 @@ Db& Db::operator=(Db&& o) noexcept {
     if (db_ != nullptr) sqlite3_close(db_);
     db_ = o.db_;
     o.db_ = nullptr;
+    vfs_ = std::move(o.vfs_);
   }
   return *this;
 }

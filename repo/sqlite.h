@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -15,7 +16,9 @@
 
 #include <sqlite3.h>
 
+#include "common/env.h"
 #include "common/error.h"
+#include "repo/sqlite_vfs.h"
 
 namespace blkvault::repo::sql {
 
@@ -56,8 +59,11 @@ class Stmt {
 
 class Db {
  public:
-  static Result<Db> open(const std::string& path);
-  Db(Db&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
+  // With `env`, every write, sync and delete of the database's files goes
+  // through it (repo/sqlite_vfs.h); null: SQLite's own VFS, as in production.
+  // `env` must outlive the Db.
+  static Result<Db> open(const std::string& path, Env* env = nullptr);
+  Db(Db&& o) noexcept : db_(o.db_), vfs_(std::move(o.vfs_)) { o.db_ = nullptr; }
   Db& operator=(Db&& o) noexcept;
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
@@ -73,8 +79,9 @@ class Db {
   Error error(std::string_view what) const;
 
  private:
-  explicit Db(sqlite3* db) : db_(db) {}
+  Db(sqlite3* db, std::unique_ptr<EnvVfs> vfs) : db_(db), vfs_(std::move(vfs)) {}
   sqlite3* db_ = nullptr;
+  std::unique_ptr<EnvVfs> vfs_;  // closed after db_ (the connection uses it)
 };
 
 // Classifies a SQLite result code.

@@ -18,11 +18,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/env.h"
 #include "common/error.h"
 
 namespace blkvault::repo {
@@ -68,11 +71,14 @@ Status check_name(std::string_view name);
 // symlinks are never followed (O_NOFOLLOW, and a symlinked directory in a name
 // is refused); writes go to "<name>.tmp-<pid>-<n>" opened O_EXCL, are fsynced,
 // linked into place without replacing (link(2), then the temp is unlinked) and
-// the directory is fsynced.
+// the directory is fsynced (and each directory on the way is fsynced in its
+// parent, once per LocalStorage).
+// Every call that changes the disk goes through `env` (common/env.h; the real
+// file system when null), which must outlive the storage.
 // REQUIRES: `root` exists (repository init creates it).
 class LocalStorage final : public Storage {
  public:
-  static Result<std::unique_ptr<LocalStorage>> open(const std::string& root);
+  static Result<std::unique_ptr<LocalStorage>> open(const std::string& root, Env* env = nullptr);
 
   std::string description() const override { return root_; }
   Status put(std::string_view name, std::span<const uint8_t> data) override;
@@ -88,11 +94,14 @@ class LocalStorage final : public Storage {
   const std::string& root() const { return root_; }
 
  private:
-  explicit LocalStorage(std::string root) : root_(std::move(root)) {}
+  LocalStorage(std::string root, Env& env) : root_(std::move(root)), env_(env) {}
   Result<std::string> path_for(std::string_view name, bool create_dirs);
   Result<std::vector<std::string>> list_names(std::string_view prefix, bool unpublished);
 
   std::string root_;
+  Env& env_;
+  std::mutex mu_;                       // guards durable_dirs_
+  std::set<std::string> durable_dirs_;  // directories made durable in their parent by this storage
 };
 
 }  // namespace blkvault::repo

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <thread>
 
+#include "fault_env.h"
 #include "temp_dir.h"
 
 #include <filesystem>
@@ -31,6 +32,35 @@ class LocalStorageTest : public ::testing::Test {
   std::string root_ = tmp_.path();
   std::unique_ptr<LocalStorage> storage_;
 };
+
+// A published file survives a power cut with the directories created on its
+// way (each synced in its parent first); a writer never committed leaves nothing.
+TEST_F(LocalStorageTest, APublishedFileAndEveryDirectoryOnItsWaySurviveAPowerCut) {
+  test::FaultEnv env;
+  auto s = LocalStorage::open(root_, &env);
+  ASSERT_TRUE(s);
+  ASSERT_TRUE((*s)->put("packs/ab/abcdef", bytes("pack")));
+  ASSERT_TRUE((*s)->put("manifests/1", bytes("manifest")));
+  auto w = (*s)->create("packs/cd/unfinished");
+  ASSERT_TRUE(w);
+  ASSERT_TRUE((*w)->append(bytes("half")));
+  const auto trace = env.trace();
+  w->reset();
+  s->reset();
+  // The first put: mkdir packs, fsync root, mkdir packs/ab, fsync packs, then the file.
+  ASSERT_GE(trace.size(), 4u);
+  EXPECT_EQ(trace[0].kind + " " + trace[0].path, "mkdir " + root_ + "/packs");
+  EXPECT_EQ(trace[1].kind + " " + trace[1].path, "fsync_dir " + root_);
+  EXPECT_EQ(trace[2].kind + " " + trace[2].path, "mkdir " + root_ + "/packs/ab");
+  EXPECT_EQ(trace[3].kind + " " + trace[3].path, "fsync_dir " + root_ + "/packs");
+  env.revert();
+  for (const auto& [name, content] : {std::pair{"packs/ab/abcdef", "pack"}, std::pair{"manifests/1", "manifest"}}) {
+    auto got = storage_->get(name);
+    ASSERT_TRUE(got) << got.error().message();
+    EXPECT_EQ(text(*got), content);
+  }
+  EXPECT_TRUE(storage_->list_unpublished("")->empty());
+}
 
 TEST_F(LocalStorageTest, PutGetAndRangesRoundTripWithOwnerOnlyModes) {
   ASSERT_TRUE(storage_->put("packs/ab/abcdef", bytes("hello world")));
