@@ -23,8 +23,16 @@ struct DeviceReport {
   std::string error;           // "" unless the device failed (only kept with --partial)
 };
 
+// The I/O limits the run was under (app/io_throttle.h BackupLimits): the JSON
+// "read_limit"/"upload_limit" values (null: no such limit) and the text lines.
+struct LimitsReport {
+  nlohmann::json read = nullptr;
+  nlohmann::json upload = nullptr;
+  std::vector<std::string> lines;
+};
+
 // REQUIRES: reports in the order of the devices given on the command line.
 void print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
-                         double seconds);
+                         double seconds, const LimitsReport& limits = {});
 
 }  // namespace blkvault::app

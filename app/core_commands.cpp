@@ -30,6 +30,14 @@ void CoreCommands::add_to(CLI::App& cli) {
                       "Initial difference storage (default 1G, or the limit when smaller)");
   backup_->add_option("--diff-storage-limit", backup_opts_.diff_storage_limit,
                       "Most difference storage the snapshot may grow to");
+  // I/O limits (app/io_throttle.h, docs/ADMIN.md "Limiting backup I/O").
+  backup_->add_option("--limit-read", backup_opts_.limit_read,
+                      "Most MB/s (1 MB = 10^6 bytes) read from the snapshot, all devices together; auto[:MAX]: "
+                      "adapt to the I/O pressure of the rest of the system (PSI), never above MAX");
+  backup_->add_option("--limit-upload", backup_opts_.limit_upload,
+                      "Most MB/s (1 MB = 10^6 bytes) sent to an S3 repository, all parallel uploads together");
+  backup_->add_option("--psi-file", backup_opts_.psi_file,
+                      "The PSI file --limit-read auto watches (default /proc/pressure/io; a cgroup's io.pressure)");
 
   restore_ = cli.add_subcommand("restore", "Write a device's image as of a generation to a file or block device");
   restore_->add_option("--generation,-g", restore_opts_.generation, "Generation id, or 'latest'");
