@@ -1,6 +1,7 @@
 // backup --limit-read / --limit-upload / --psi-file through the real executable
 // on the simulated module: a throttled run never reads faster than its limit,
-// the report says how long it waited (text, --json, the run log line), adaptive
+// a signal ends its waiting promptly, the report says how long it waited (text,
+// --json, the run log line), adaptive
 // mode without a PSI file says so once, and bad values are usage errors; the
 // upload limit of a backup into a real Ceph gateway (skipped, saying why, without one).
 #include <chrono>
@@ -49,6 +50,19 @@ TEST_F(LimitsCliTest, AThrottledBackupNeverReadsFasterThanItsLimit) {
   std::printf("read %.1f MB in %.3f s (%.2f MB/s, limit 20), throttled %.3f s, process %.3f s\n", kSize / 1e6,
               device_s, kSize / 1e6 / device_s, throttled, wall);
   EXPECT_EQ(restore_bytes("1", dev), read_whole(dev));
+}
+
+TEST_F(LimitsCliTest, ASignalEndsAThrottledBackupPromptly) {
+  init_repo();
+  const std::string dev = make_device("a.img", 8 << 20, 9);  // ~8.3 s at 1 MB/s
+  std::vector<std::string> args = {"backup", dev, "--limit-read", "1"};
+  for (const auto& a : diff_storage_args()) args.push_back(a);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = bv(args, "", {"BLKVAULT_SIM_AFTER_TAKE=(sleep 1; kill -TERM $PPID) >/dev/null 2>&1 &"});
+  const double wall = seconds_since(t0);
+  EXPECT_EQ(r.exit_status, 130);
+  EXPECT_EQ(r.err, "blkvault: backup interrupted by SIGTERM: the snapshot was released and nothing was committed\n");
+  EXPECT_LT(wall, 7.5) << "the wait for the limit did not see the signal (unseen, the read takes 8.3 s)";
 }
 
 TEST_F(LimitsCliTest, TheTextReportSaysHowLongReadsWaited) {
