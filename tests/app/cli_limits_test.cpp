@@ -1,9 +1,9 @@
 // backup --limit-read / --limit-upload / --psi-file through the real executable
-// on the simulated module: a throttled run never reads faster than its limit,
-// a signal ends its waiting promptly, the report says how long it waited (text,
-// --json, the run log line), adaptive
-// mode without a PSI file says so once, and bad values are usage errors; the
-// upload limit of a backup into a real Ceph gateway (skipped, saying why, without one).
+// on the simulated module: a throttled run never reads faster than its limit, a
+// signal ends its waiting promptly, the report says how long it waited (text,
+// --json, the run log line), adaptive mode without a PSI file says so once, and
+// bad values are usage errors; the upload limit of a backup into a real Ceph
+// gateway (skipped, saying why, without one).
 #include <chrono>
 #include <fstream>
 #include <regex>
