@@ -14,7 +14,7 @@ nlohmann::json or_null(const std::string& s) { return s.empty() ? nlohmann::json
 }  // namespace
 
 nlohmann::json print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
-                         double seconds) {
+                                   double seconds, const LimitsReport& limits) {
   uint64_t read = 0, fresh = 0, stored = 0;
   nlohmann::json devices = nlohmann::json::array();
   std::string lines;
@@ -50,6 +50,7 @@ nlohmann::json print_backup_report(Output& out, const repo::GenerationInfo& info
                          throughput(rec.read_bytes, r.seconds), format_bytes(rec.new_bytes),
                          format_bytes(rec.stored_bytes));
   }
+  for (const std::string& l : limits.lines) lines += "  " + l + "\n";
   const std::string state(repo::to_string(info.state));
   out.result(fmt::format("generation {} committed ({}): {} device{} in {} ({}); read {}, {} new after dedup, {} "
                          "stored\n{}",
@@ -62,7 +63,9 @@ nlohmann::json print_backup_report(Output& out, const repo::GenerationInfo& info
                       {"read_bytes", read},
                       {"new_bytes", fresh},
                       {"stored_bytes", stored},
-                      {"devices", devices}};
+                      {"devices", devices},
+                      {"read_limit", limits.read},
+                      {"upload_limit", limits.upload}};
   out.result_json(j);
   return j;
 }

@@ -31,9 +31,17 @@ struct BackupObservation {
   nlohmann::json report;              // the --json result object; null unless a generation was committed
 };
 
+// The I/O limits the run was under (app/io_throttle.h BackupLimits): the JSON
+// "read_limit"/"upload_limit" values (null: no such limit) and the text lines.
+struct LimitsReport {
+  nlohmann::json read = nullptr;
+  nlohmann::json upload = nullptr;
+  std::vector<std::string> lines;
+};
+
 // REQUIRES: reports in the order of the devices given on the command line.
 // Returns the --json result object (printed only with --json).
 nlohmann::json print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
-                         double seconds);
+                                   double seconds, const LimitsReport& limits = {});
 
 }  // namespace blkvault::app

@@ -25,6 +25,7 @@
 
 #include "app/backup_report.h"
 #include "app/commands.h"
+#include "app/io_throttle.h"
 #include "app/module_access.h"
 #include "app/pipeline.h"
 #include "app/repo_access.h"
@@ -65,9 +66,11 @@ struct DeviceStart {
 
 class BackupRun {
  public:
+  // `throttle` (may be null: no --limit-read) paces every read of every device.
   BackupRun(Context& ctx, const BackupOptions& opts, repo::Repository& repository, snapshot::Session& session,
-            repo::GenerationWriter& generation)
-      : ctx_(ctx), opts_(opts), repo_(repository), session_(session), gen_(generation), pool_(worker_count()) {}
+            repo::GenerationWriter& generation, ReadThrottle* throttle)
+      : ctx_(ctx), opts_(opts), repo_(repository), session_(session), gen_(generation), throttle_(throttle),
+        pool_(worker_count()) {}
 
   // Backs up one device. A failure is returned; the caller decides whether it
   // ends the run (kCancelled, or without --partial) or marks the device failed.
@@ -116,8 +119,10 @@ class BackupRun {
     popts.chunk_size = chunk;
     popts.device_size = size;
     popts.threads = worker_count();
+    ReadAt read = [&](uint64_t off, std::span<uint8_t> data) { return d.reader->read_at(off, data); };
+    if (throttle_ != nullptr) read = throttle_->wrap(std::move(read), ctx_.cancel);
     auto result = run_pipeline(
-        pool_, popts, extents, [&](uint64_t off, std::span<uint8_t> data) { return d.reader->read_at(off, data); },
+        pool_, popts, extents, read,
         [&](uint64_t index, std::span<const uint8_t> data) { return writer->put(index, data); }, ctx_.cancel,
         [&](uint64_t done) { ctx_.out.progress_update(task, done); });
     ctx_.out.progress_end(task);
@@ -152,6 +157,7 @@ class BackupRun {
   repo::Repository& repo_;
   snapshot::Session& session_;
   repo::GenerationWriter& gen_;
+  ReadThrottle* throttle_;
   boost::asio::thread_pool pool_;
 };
 
@@ -228,7 +234,7 @@ Status run_after_take_hook(const Context& ctx) {
 // failed device is marked in the generation and in its report instead.
 Status back_up_devices(Context& ctx, const BackupOptions& opts, repo::Repository& repository,
                        snapshot::Session& session, repo::GenerationWriter& gen, const std::vector<DeviceStart>& starts,
-                       std::vector<DeviceReport>& reports) {
+                       std::vector<DeviceReport>& reports, ReadThrottle* throttle) {
   const size_t n = session.devices().size();
   reports.assign(n, DeviceReport{});
   std::vector<repo::DeviceWriter*> writers(n, nullptr);
@@ -241,7 +247,7 @@ Status back_up_devices(Context& ctx, const BackupOptions& opts, repo::Repository
     return {};
   };
   {
-    BackupRun run(ctx, opts, repository, session, gen);
+    BackupRun run(ctx, opts, repository, session, gen, throttle);
     for (size_t i = 0; i < n; ++i) {
       snapshot::SessionDevice& d = session.devices()[i];
       if (Status st = run.device(d, starts[i], reports[i], writers[i]); !st) {
@@ -286,9 +292,12 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   std::unique_ptr<repo::Repository> opened;
   repo::Repository* repository = opts.repository;
   if (repository == nullptr) BLKVAULT_TRY(require_repo_path(ctx));
+  BLKVAULT_TRY_ASSIGN(BackupLimits limits, backup_limits(ctx, opts));
   BLKVAULT_TRY_ASSIGN(auto module, open_module_for_snapshots(ctx));
   if (repository == nullptr) {
-    BLKVAULT_TRY_ASSIGN(opened, open_repository(ctx, /*write=*/true));
+    Context limited = ctx;  // the upload limit lives in the storage layer
+    limited.upload_limiter = limits.upload;
+    BLKVAULT_TRY_ASSIGN(opened, open_repository(limited, /*write=*/true));
     repository = opened.get();
   }
 
@@ -330,7 +339,7 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   if (Status st = run_after_take_hook(ctx); !st) return give_up(std::move(st).error());
 
   std::vector<DeviceReport> reports;
-  Status devices_st = back_up_devices(ctx, opts, *repository, session, *gen, starts, reports);
+  Status devices_st = back_up_devices(ctx, opts, *repository, session, *gen, starts, reports, limits.read.get());
   if (opts.observer) opts.observer->reports = reports;
   if (!devices_st) return give_up(std::move(devices_st).error());
   if (ctx.cancel.cancelled()) return give_up(cancelled_error(ctx.cancel));
@@ -339,7 +348,8 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   if (!info) return fail(std::move(info).error().wrap(fmt::format("committing generation {}", gen->id())));
   if (opts.on_commit) opts.on_commit(info->id);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  nlohmann::json report = print_backup_report(ctx.out, *info, reports, seconds);
+  nlohmann::json report = print_backup_report(ctx.out, *info, reports, seconds,
+                                              LimitsReport{limits.read_json(), limits.upload_json(), limits.text_lines()});
   if (opts.observer) opts.observer->report = std::move(report);
   return partial_failure(*info, reports);
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "app/output.h"
 #include "common/cancel.h"
 #include "common/error.h"
+#include "common/rate_limiter.h"
 
 namespace blkvault::repo {
 class Repository;
@@ -33,6 +35,9 @@ struct Context {
   std::string key_file;          // --key-file / BLKVAULT_KEY_FILE (keyfile mode)
   std::string cache_dir;         // --cache-dir / BLKVAULT_CACHE_DIR (their index)
   std::string metrics_dir;       // --metrics-dir: Prometheus textfiles (app/job_metrics.h); "" for none
+  // backup --limit-upload / [limits] upload: passed to Repository::open
+  // (object storage only). Null: no limit.
+  std::shared_ptr<RateLimiter> upload_limiter;
 };
 
 struct InitOptions {
@@ -54,6 +59,10 @@ struct BackupOptions {
   std::string diff_storage_limit = "16G";
   bool full = false;
   bool partial = false;
+  // I/O limits (app/io_throttle.h); empty: none. MB/s with MB = 10^6 bytes.
+  std::string limit_read;    // "20", "auto", "auto:200"
+  std::string limit_upload;  // "50"; with ctx.upload_limiter set, that limiter is reported instead
+  std::string psi_file;      // empty: /proc/pressure/io
   // Seams for `blkvault run` (app/run_commands.h); `backup` leaves them empty.
   repo::Repository* repository = nullptr;  // an open writer (its lock held) to use instead of opening ctx.repo
   std::function<Status()> after_snapshot;  // runs once the snapshot is taken; a failure ends the backup uncommitted

@@ -34,6 +34,14 @@ void CoreCommands::add_to(CLI::App& cli) {
                       "Most difference storage the snapshot may grow to");
   backup_->add_option("--metrics-job", backup_opts_.metrics_job,
                       "The job label (and file blkvault_NAME.prom) of the metrics written with --metrics-dir");
+  // I/O limits (app/io_throttle.h, docs/ADMIN.md "Limiting backup I/O").
+  backup_->add_option("--limit-read", backup_opts_.limit_read,
+                      "Most MB/s (1 MB = 10^6 bytes) read from the snapshot, all devices together; auto[:MAX]: "
+                      "adapt to the I/O pressure of the rest of the system (PSI), never above MAX");
+  backup_->add_option("--limit-upload", backup_opts_.limit_upload,
+                      "Most MB/s (1 MB = 10^6 bytes) sent to an S3 repository, all parallel uploads together");
+  backup_->add_option("--psi-file", backup_opts_.psi_file,
+                      "The PSI file --limit-read auto watches (default /proc/pressure/io; a cgroup's io.pressure)");
 
   restore_ = cli.add_subcommand("restore", "Write a device's image as of a generation to a file or block device");
   restore_->add_option("--generation,-g", restore_opts_.generation, "Generation id, or 'latest'");

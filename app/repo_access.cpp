@@ -19,6 +19,7 @@ Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool wri
   options.log = &ctx.out;
   options.key_file = ctx.key_file;
   options.cache_dir = ctx.cache_dir;
+  options.upload_limiter = ctx.upload_limiter;
   options.passphrase = [&ctx]() { return read_passphrase(ctx, "repository " + ctx.repo, /*confirm=*/false); };
   options.paper_key = paper_key;
   // The repository's errors already name its path and say what to do.

@@ -26,7 +26,9 @@
 #include "app/maintenance_commands.h"
 #include "app/repo_access.h"
 #include "common/file_io.h"
+#include "config/values.h"
 #include "repo/repository.h"
+#include "repo/s3_storage.h"
 
 namespace blkvault::app {
 namespace {
@@ -230,6 +232,9 @@ Status JobRun::backup() {
   b.diff_storage_dir = job_.diff_storage.device.empty() ? job_.diff_storage.dir : job_.diff_storage.device;
   b.diff_storage_size = std::to_string(job_.diff_storage.size_bytes);
   b.diff_storage_limit = std::to_string(job_.diff_storage.limit_bytes);
+  b.limit_read = job_.limits.read;
+  b.limit_upload = job_.limits.upload;
+  if (b.limit_read.rfind("auto", 0) == 0) b.psi_file = job_.limits.psi_file;
   b.repository = repository_.get();
   b.after_snapshot = [this] { return post_snapshot(/*cancellable=*/true); };
   b.on_commit = [this](uint64_t generation) {
@@ -269,6 +274,10 @@ Status JobRun::retention() {
 }
 
 Status JobRun::work() {
+  // The upload limit is the repository's (retention's uploads too); the backup reports it.
+  if (auto rate = config::parse_rate(job_.limits.upload); rate && repo::is_remote_repository(jctx_.repo)) {
+    jctx_.upload_limiter = std::make_shared<RateLimiter>(*rate);
+  }
   auto opened = open_repository(jctx_, /*write=*/true);
   if (!opened) return fail(std::move(opened).error());
   repository_ = std::move(*opened);
@@ -382,6 +391,12 @@ std::string JobRun::success_text() const {
                         format_bytes(backup_json_.value("read_bytes", uint64_t{0})),
                         format_bytes(backup_json_.value("stored_bytes", uint64_t{0})),
                         format_duration(backup_json_.value("duration_s", 0.0)));
+    for (const char* what : {"read", "upload"}) {
+      const json& limit = backup_json_.value(std::string(what) + "_limit", json(nullptr));
+      if (limit.is_object()) {
+        text += fmt::format(", {}s throttled {}", what, format_duration(limit.value("throttled_s", 0.0)));
+      }
+    }
   }
   if (prune_json_.is_object()) {
     text += fmt::format("; retention removed {} generation(s), kept {}",

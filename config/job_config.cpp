@@ -12,14 +12,15 @@ namespace blkvault::config {
 namespace {
 
 constexpr std::string_view kRootKeys[] = {"module", "state-dir", "lock-wait", "repository",
-                                          "diff-storage", "report", "metrics", "job"};
+                                          "diff-storage", "report", "metrics", "limits", "job"};
 constexpr std::string_view kRepositoryKeys[] = {"path", "chunk-size", "compression", "pack-size", "password-file",
                                                 "key-file"};
 constexpr std::string_view kDiffStorageKeys[] = {"dir", "device", "size", "limit"};
 constexpr std::string_view kReportKeys[] = {"log-file", "syslog", "on-failure", "on-success"};
 constexpr std::string_view kMetricsKeys[] = {"textfile-dir"};
 constexpr std::string_view kJobKeys[] = {"devices", "schedule", "retention", "hooks",
-                                         "module",  "diff-storage", "report", "lock-wait"};
+                                         "module",  "diff-storage", "report", "lock-wait", "limits"};
+constexpr std::string_view kLimitsKeys[] = {"read", "upload", "psi-file"};
 constexpr std::string_view kKeepKeys[] = {"keep-last", "keep-hourly", "keep-daily",
                                           "keep-weekly", "keep-monthly", "keep-yearly"};
 constexpr std::string_view kRetentionKeys[] = {"keep-last",    "keep-hourly", "keep-daily", "keep-weekly",
@@ -130,6 +131,41 @@ void read_report(TomlReader& r, const toml::table& t, std::string_view path, Rep
   if (auto v = r.command(t, path, "on-success")) inout->on_success = *v;
 }
 
+// A rate as a TOML number (20, 2.5) or string ("auto:200"), as its text;
+// nullopt (problem recorded) when it is neither or does not parse.
+std::optional<std::string> read_rate(TomlReader& r, const toml::table& t, std::string_view path, std::string_view key,
+                                     bool read_limit) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return std::nullopt;
+  std::string text;
+  if (const auto* i = n->as_integer()) {
+    text = std::to_string(i->get());
+  } else if (const auto* f = n->as_floating_point()) {
+    text = fmt::format("{}", f->get());
+  } else if (const auto* s = n->as_string()) {
+    text = s->get();
+  } else {
+    r.problem(n->source(), join_key(path, key),
+              read_limit ? "expected a number of MB/s, \"auto\" or \"auto:MAX\"" : "expected a number of MB/s");
+    return std::nullopt;
+  }
+  auto ok = read_limit ? parse_read_limit(text).map([](auto) { return 0; })
+                       : parse_rate(text).map([](auto) { return 0; });
+  if (!ok) {
+    r.problem(n->source(), join_key(path, key), ok.error().message());
+    return std::nullopt;
+  }
+  return text;
+}
+
+// Sets the keys the table gives, keeping `*inout` for the others.
+void read_limits(TomlReader& r, const toml::table& t, std::string_view path, LimitsConfig* inout) {
+  r.check_keys(t, path, kLimitsKeys);
+  if (auto v = read_rate(r, t, path, "read", /*read_limit=*/true)) inout->read = *v;
+  if (auto v = read_rate(r, t, path, "upload", /*read_limit=*/false)) inout->upload = *v;
+  if (auto v = r.path(t, path, "psi-file")) inout->psi_file = *v;
+}
+
 std::optional<RetentionConfig> read_retention(TomlReader& r, const toml::table& t, std::string_view path) {
   // A misspelt rule is reported as such, not also as "no rule is on".
   bool all_known = r.check_keys(t, path, kRetentionKeys);
@@ -224,6 +260,7 @@ JobConfig read_job(TomlReader& r, const toml::table& t, const std::string& name,
   job.diff_storage = global.diff_storage;
   job.report = global.report;
   job.lock_wait_s = global.lock_wait_s;
+  job.limits = global.limits;
   job.devices = read_devices(r, t, path);
   if (auto text = r.string(t, path, "schedule")) {
     auto s = parse_schedule(*text);
@@ -241,6 +278,7 @@ JobConfig read_job(TomlReader& r, const toml::table& t, const std::string& name,
   }
   if (const toml::table* sub = r.table(t, path, "report")) read_report(r, *sub, path + ".report", &job.report);
   if (auto v = r.duration(t, path, "lock-wait")) job.lock_wait_s = *v;
+  if (const toml::table* sub = r.table(t, path, "limits")) read_limits(r, *sub, path + ".limits", &job.limits);
   return job;
 }
 
@@ -294,6 +332,7 @@ void read_root(TomlReader& r, const toml::table& root, Config* config) {
     r.check_keys(*t, "metrics", kMetricsKeys);
     if (auto v = r.path(*t, "metrics", "textfile-dir")) config->metrics.textfile_dir = *v;
   }
+  if (const toml::table* t = r.table(root, "", "limits")) read_limits(r, *t, "limits", &config->limits);
   read_jobs(r, root, config);
 }
 

@@ -79,6 +79,14 @@ struct MetricsConfig {
   std::string textfile_dir;  // absolute, or empty: no metrics
 };
 
+// [limits] / [job.NAME.limits]: the backup's I/O limits, spelt as the backup
+// options take them (config/values.h parse_read_limit, parse_rate; MB = 10^6 bytes).
+struct LimitsConfig {
+  std::string read;      // "" (none), "20", "auto", "auto:200"
+  std::string upload;    // "" (none), "50": object storage repositories only
+  std::string psi_file;  // absolute; "" : /proc/pressure/io (used by read = "auto…")
+};
+
 // [job.NAME.retention]: how many generations each keep rule keeps (0 = the
 // rule is off). A table that is given must turn at least one rule on.
 struct RetentionConfig {
@@ -104,6 +112,7 @@ struct JobConfig {
   DiffStorageConfig diff_storage;            // effective: job's keys over the global table
   ReportConfig report;                       // effective: job's keys over the global table
   uint64_t lock_wait_s = 0;                  // effective: job's `lock-wait`, else global
+  LimitsConfig limits;                       // effective: job's keys over the global table
 };
 
 struct Config {
@@ -115,6 +124,7 @@ struct Config {
   DiffStorageConfig diff_storage;
   ReportConfig report;
   MetricsConfig metrics;
+  LimitsConfig limits;
   std::vector<JobConfig> jobs;               // in the order of the file
 
   // nullptr when there is no job of that name.

@@ -34,6 +34,49 @@ bool read_digits(std::string_view text, size_t* i, uint64_t* value, size_t* coun
 
 }  // namespace
 
+Result<double> parse_rate(std::string_view text) {
+  auto bad = [&] {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("'{}' is not a rate: expected a positive number of MB/s (1 MB = 10^6 bytes)", text));
+  };
+  size_t i = 0, n = 0;
+  uint64_t whole = 0;
+  if (!read_digits(text, &i, &whole, &n) || whole > 1'000'000) return bad();
+  double value = static_cast<double>(whole);
+  if (i < text.size() && text[i] == '.') {
+    double scale = 0.1;
+    const size_t start = ++i;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9' && i - start < 9; ++i, scale /= 10) {
+      value += (text[i] - '0') * scale;
+    }
+    if (i == start) return bad();
+  }
+  if (i != text.size() || value <= 0 || value > 1'000'000) return bad();
+  return value * 1e6;
+}
+
+Result<ReadLimit> parse_read_limit(std::string_view text) {
+  ReadLimit limit;
+  if (text == "auto") {
+    limit.adaptive = true;
+    return limit;
+  }
+  std::string_view rate = text;
+  if (text.rfind("auto:", 0) == 0) {
+    limit.adaptive = true;
+    rate = text.substr(5);
+  }
+  auto r = parse_rate(rate);
+  if (!r) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("'{}' is not a read limit: expected a positive number of MB/s (1 MB = 10^6 bytes), "
+                            "'auto' or 'auto:MAX'",
+                            text));
+  }
+  limit.max_bytes_per_s = *r;
+  return limit;
+}
+
 Result<uint64_t> parse_size(std::string_view text) {
   auto bad = [&](std::string_view why) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("invalid size '{}': {}", text, why));

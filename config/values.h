@@ -23,6 +23,19 @@ Result<uint64_t> parse_size(std::string_view text);
 // each part is a whole number followed by s, m, h or d, largest unit first.
 Result<uint64_t> parse_duration(std::string_view text);
 
+// I/O limits (backup --limit-read/--limit-upload, [limits] in the config):
+// "20", "2.5" -> MB/s, where 1 MB = 10^6 bytes -> bytes a second. A positive
+// decimal number (no sign, no exponent) of at most 1000000 (1 TB/s).
+Result<double> parse_rate(std::string_view text);
+
+// A read limit: a rate as above, "auto" (adaptive to I/O pressure, no
+// maximum) or "auto:RATE" (adaptive, never above RATE).
+struct ReadLimit {
+  double max_bytes_per_s = 0;  // 0: no maximum (plain "auto")
+  bool adaptive = false;
+};
+Result<ReadLimit> parse_read_limit(std::string_view text);
+
 // The shortest exact spelling parse_size() reads back: "16G", "512M", "4097".
 std::string format_size(uint64_t bytes);
 

@@ -796,7 +796,7 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   impl->log = options.log;
   impl->env = options.env;
   if (remote) {
-    BLKVAULT_TRY_ASSIGN(auto s3, S3Storage::open(path));
+    BLKVAULT_TRY_ASSIGN(auto s3, S3Storage::open(path, options.upload_limiter));
     BLKVAULT_TRY_ASSIGN(bool has_config, s3->exists("config"));
     if (!has_config) {
       auto names = s3->list("");

@@ -36,6 +36,7 @@
 #include "common/env.h"
 #include "common/error.h"
 #include "common/logger.h"
+#include "common/rate_limiter.h"
 #include "repo/chunk_codec.h"
 #include "repo/crypto.h"
 #include "repo/storage.h"
@@ -267,6 +268,10 @@ struct OpenOptions {
   // repository: <cache_dir>/<repository id>/index.sqlite. Empty: $BLKVAULT_CACHE_DIR,
   // else /var/cache/blkvault for root, else ~/.cache/blkvault.
   std::string cache_dir;
+  // Object storage: every byte of object data sent to the store passes this
+  // shared limit (s3::ClientOptions::upload_limiter). Ignored for a directory.
+  // Null: no limit.
+  std::shared_ptr<RateLimiter> upload_limiter;
 };
 
 // The last generation in which a device completed: what an incremental backup

@@ -111,11 +111,21 @@ std::string env(const char* name) {
 struct ReadState {
   std::span<const uint8_t> body;
   size_t pos = 0;
+  RateLimiter* limiter = nullptr;  // ClientOptions::upload_limiter
 };
+
+// Under an upload limit, curl is handed at most this much at a time, each
+// piece waiting its turn: small enough that a slow shared limit never looks
+// like a stalled transfer (stall_timeout_s).
+constexpr size_t kLimitedSliceBytes = 16 << 10;
 
 size_t read_cb(char* buf, size_t size, size_t n, void* user) {
   auto* st = static_cast<ReadState*>(user);
-  const size_t want = std::min(size * n, st->body.size() - st->pos);
+  size_t want = std::min(size * n, st->body.size() - st->pos);
+  if (st->limiter != nullptr && want > 0) {
+    want = std::min(want, kLimitedSliceBytes);
+    (void)st->limiter->acquire(want);  // no cancel token: cannot fail
+  }
   if (want > 0) std::memcpy(buf, st->body.data() + st->pos, want);
   st->pos += want;
   return want;
@@ -308,7 +318,7 @@ Result<Client::Response> Client::send_once(void* handle, const Request& req, con
   if (!query.empty()) url += "?" + query;
 
   Response resp;
-  ReadState rs{req.body, 0};
+  ReadState rs{req.body, 0, options_.upload_limiter.get()};
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);

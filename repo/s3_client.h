@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/rate_limiter.h"
 #include "repo/s3_sigv4.h"
 
 namespace blkvault::repo::s3 {
@@ -53,6 +54,10 @@ struct ClientOptions {
   long connect_timeout_s = 10;
   long stall_timeout_s = 60;    // abort a transfer that moves nothing for this long
   bool reuse_connections = true; // false: a new connection per request (tests)
+  // Limits the object bodies sent (PUT and part uploads, retries included)
+  // across every request of this client, and of any other client sharing it.
+  // Null: no limit.
+  std::shared_ptr<RateLimiter> upload_limiter;
 };
 
 // Credentials and addressing from the environment: AWS_ACCESS_KEY_ID,

@@ -104,9 +104,11 @@ class S3Writer final : public Storage::Writer {
 
 bool is_remote_repository(std::string_view repo) { return s3::is_s3_url(repo); }
 
-Result<std::unique_ptr<S3Storage>> S3Storage::open(const std::string& url) {
+Result<std::unique_ptr<S3Storage>> S3Storage::open(const std::string& url,
+                                                   std::shared_ptr<RateLimiter> upload_limiter) {
   BLKVAULT_TRY_ASSIGN(auto endpoint, s3::parse_url(url));
   s3::ClientOptions options;
+  options.upload_limiter = std::move(upload_limiter);
   BLKVAULT_TRY(s3::apply_environment(endpoint, options));
   return open(std::move(endpoint), std::move(options));
 }

@@ -32,7 +32,9 @@ bool is_remote_repository(std::string_view repo);
 class S3Storage final : public Storage {
  public:
   // Credentials and addressing from the environment (s3::apply_environment).
-  static Result<std::unique_ptr<S3Storage>> open(const std::string& url);
+  // `upload_limiter` (may be null): s3::ClientOptions::upload_limiter.
+  static Result<std::unique_ptr<S3Storage>> open(const std::string& url,
+                                                 std::shared_ptr<RateLimiter> upload_limiter = nullptr);
   static std::unique_ptr<S3Storage> open(s3::Endpoint endpoint, s3::ClientOptions options);
 
   std::string description() const override;

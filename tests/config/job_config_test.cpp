@@ -378,6 +378,8 @@ TEST(JobConfig, SampleConfigIsValid) {
   EXPECT_EQ(r->config.jobs[0].name, "system");
   EXPECT_EQ(r->config.jobs[1].name, "database");
   EXPECT_EQ(r->config.jobs[1].diff_storage.limit_bytes, 64ull << 30);
+  EXPECT_EQ(r->config.jobs[0].limits.read, "");
+  EXPECT_EQ(r->config.jobs[1].limits.read, "auto:200");
 }
 
 // The example in docs/CONFIG.md (the indented block under "### Example") must pass.
@@ -417,6 +419,55 @@ TEST(JobConfig, TheRepositoryMayBeInObjectStorage) {
   EXPECT_EQ(r.config.repository.path, "s3:https://s3.example.com:9000/backups/fleet");
   EXPECT_EQ(problems_of("[repository]\npath = \"s3:ftp://host/bucket\"\n"),
             (Lines{"t.toml:2:8: repository.path: 's3:ftp://host/bucket' is not s3:https://HOST[:PORT]/BUCKET[/PREFIX]"}));
+}
+
+TEST(JobConfig, LimitsAreGlobalWithJobOverrides) {
+  CheckResult r = check_text(R"([repository]
+path = "s3:https://s3.example.com/backups"
+[limits]
+read = "auto:200"
+upload = 50
+psi-file = "/sys/fs/cgroup/production.slice/io.pressure"
+[job.a]
+devices = ["/dev/sda"]
+[job.b]
+devices = ["/dev/sdb"]
+[job.b.limits]
+read = 2.5
+[job.c]
+devices = ["/dev/sdc"]
+limits = { upload = "7" }
+)",
+                             "t.toml");
+  ASSERT_TRUE(r.ok()) << to_string(r.problems.front());
+  EXPECT_EQ(r.config.limits.read, "auto:200");
+  ASSERT_EQ(r.config.jobs.size(), 3u);
+  const LimitsConfig& a = r.config.jobs[0].limits;
+  EXPECT_EQ(a.read, "auto:200");
+  EXPECT_EQ(a.upload, "50");
+  EXPECT_EQ(a.psi_file, "/sys/fs/cgroup/production.slice/io.pressure");
+  EXPECT_EQ(r.config.jobs[1].limits.read, "2.5");
+  EXPECT_EQ(r.config.jobs[1].limits.upload, "50");
+  EXPECT_EQ(r.config.jobs[2].limits.read, "auto:200");
+  EXPECT_EQ(r.config.jobs[2].limits.upload, "7");
+  CheckResult none = check_text(kMinimal, "t.toml");
+  EXPECT_EQ(none.config.limits.read, "");
+  EXPECT_EQ(none.config.limits.upload, "");
+}
+
+TEST(JobConfig, BadLimitsSayWhatIsWrong) {
+  EXPECT_EQ(problems_of(std::string(kMinimal) +
+                        "[limits]\nread = 0\nupload = \"auto\"\npsi-file = \"rel\"\nwrite = 3\n"
+                        "[job.x]\ndevices = [\"/dev/sda\"]\nlimits = { read = \"auto:abc\", upload = true }\n"),
+            (Lines{"t.toml:4:8: limits.read: '0' is not a read limit: expected a positive number of MB/s (1 MB = "
+                   "10^6 bytes), 'auto' or 'auto:MAX'",
+                   "t.toml:5:10: limits.upload: 'auto' is not a rate: expected a positive number of MB/s (1 MB = 10^6 "
+                   "bytes)",
+                   "t.toml:6:12: limits.psi-file: 'rel' is not an absolute path",
+                   "t.toml:7:1: limits.write: unknown key 'write'",
+                   "t.toml:10:19: job.x.limits.read: 'auto:abc' is not a read limit: expected a positive number of "
+                   "MB/s (1 MB = 10^6 bytes), 'auto' or 'auto:MAX'",
+                   "t.toml:10:40: job.x.limits.upload: expected a number of MB/s"}));
 }
 
 TEST(JobConfig, LoadFileRefusesAFileWithProblems) {

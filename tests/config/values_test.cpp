@@ -1,9 +1,11 @@
-// config/values.h: sizes, durations and "did you mean".
+// config/values.h: sizes, durations, rates and "did you mean".
 #include "config/values.h"
 
 #include <gtest/gtest.h>
 
 #include <array>
+
+#include <fmt/format.h>
 
 namespace blkvault::config {
 namespace {
@@ -71,6 +73,49 @@ TEST(ConfigClosestMatch, SuggestsOnlyLikelyTypos) {
   EXPECT_EQ(closest_match("Keep-Last", kKeys), "keep-last");
   EXPECT_EQ(closest_match("schedule", kKeys), "");
   EXPECT_EQ(closest_match("x", kKeys), "");
+}
+
+}  // namespace
+}  // namespace blkvault::config
+
+namespace blkvault::config {
+namespace {
+
+TEST(ConfigRate, ReadsMegabytesASecondInPowersOfTen) {
+  EXPECT_EQ(*parse_rate("20"), 20e6);
+  EXPECT_EQ(*parse_rate("2.5"), 2.5e6);
+  EXPECT_EQ(*parse_rate("0.5"), 500e3);
+  EXPECT_EQ(*parse_rate("1000000"), 1e12);
+  for (const char* bad : {"0", "0.0", "-5", "+5", "abc", "", "1e3", "5M", " 5", "5.", ".5", "1000001", "nan", "inf",
+                          "0x10"}) {
+    auto r = parse_rate(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(r.error().message(),
+              fmt::format("'{}' is not a rate: expected a positive number of MB/s (1 MB = 10^6 bytes)", bad));
+  }
+}
+
+TEST(ConfigRate, ReadLimitIsARateOrAutoWithAnOptionalMaximum) {
+  auto fixed = parse_read_limit("20");
+  ASSERT_TRUE(fixed);
+  EXPECT_FALSE(fixed->adaptive);
+  EXPECT_EQ(fixed->max_bytes_per_s, 20e6);
+  auto a = parse_read_limit("auto");
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->adaptive);
+  EXPECT_EQ(a->max_bytes_per_s, 0);
+  auto m = parse_read_limit("auto:150");
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(m->adaptive);
+  EXPECT_EQ(m->max_bytes_per_s, 150e6);
+  for (const char* bad : {"auto:", "auto:abc", "auto:0", "Auto", "auto:auto", "0", "-5", "abc"}) {
+    auto r = parse_read_limit(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().message(), fmt::format("'{}' is not a read limit: expected a positive number of MB/s (1 MB = "
+                                               "10^6 bytes), 'auto' or 'auto:MAX'",
+                                               bad));
+  }
 }
 
 }  // namespace
