@@ -195,7 +195,7 @@ struct VerifyReport {
   uint64_t generations = 0;
   uint64_t packs_in_scope = 0;       // packs the generation(s) use
   uint64_t packs_selected = 0;       // after the selection's filters (= packs_in_scope without one)
-  std::vector<std::string> packs_checked;  // names, in the order they were started (with data)
+  std::vector<std::string> packs_checked;  // names, in check order (with data: selection order)
   uint64_t packs = 0;                // packs checked
   uint64_t chunks = 0;
   uint64_t bytes_read = 0;           // with data: bytes of packs read
