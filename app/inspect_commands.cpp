@@ -403,17 +403,22 @@ void InspectCommands::add_to(CLI::App& cli) {
 
   verify_ = cli.add_subcommand("verify",
                                "Check the repository: index, manifests, packs; with --data read and re-hash every chunk");
-  verify_->add_flag("--data", verify_opts_.data, "Read, decompress and re-hash every stored chunk");
+  verify_->add_flag("--data", verify_opts_.data,
+                    "Read, decompress and re-hash every stored chunk (of the packs selected: all by default)");
   verify_->add_option("--generation", verify_opts_.generation, "Only what this generation (ID or 'latest') uses");
   verify_->add_option("--subset", verify_opts_.subset,
                       "With --data, only some packs: N/M (the N-th of M parts by pack name hash), P% (a random "
-                      "share) or SIZE (random packs up to that size)");
-  verify_->add_option("--seed", verify_opts_.seed, "The seed of a random --subset (printed by every such run)");
+                      "share) or SIZE (random packs up to that size)")
+      ->type_name("N/M|P%|SIZE");
+  verify_->add_option("--seed", verify_opts_.seed, "The seed of a random --subset (printed by every such run)")
+      ->type_name("S");
   verify_->add_option("--older-than", verify_opts_.older_than,
-                      "With --data, only packs not verified within this DURATION (e.g. 7d)");
+                      "With --data, only packs not verified within this DURATION (e.g. 7d)")
+      ->type_name("DURATION");
   verify_->add_option("--budget", verify_opts_.budget,
                       "With --data, check packs least recently verified first until this DURATION (e.g. 30m, 2h) "
-                      "is used up; the next run goes on from there");
+                      "is used up; the next run goes on from there")
+      ->type_name("DURATION");
   verify_->footer("Exit status 3 when damage is found; each damaged chunk is listed with the generations,\n"
                   "devices and byte ranges it affects. Each pack --data reads is recorded with the time\n"
                   "and result ('blkvault status' shows the coverage).");

@@ -360,7 +360,10 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
     std::lock_guard guard(impl_->mu);
     const bool tidy = !tidied;
     tidied = true;
-    return record_pack_progress(*impl_->db, in_scope[k].name, result, tidy);
+    auto st = record_pack_progress(*impl_->db, in_scope[k].name, result, tidy);
+    if (!st) return fail(std::move(st).error().wrap("recording the check of " + in_scope[k].name + " in the index " +
+                                                    impl_->index_path()));
+    return {};
   }));
   report.chunks = 0;
   for (size_t n = 0; n < order.size(); ++n) {
