@@ -81,18 +81,17 @@ Result<std::vector<uint8_t>> read_blob(Storage& storage, const std::string& pack
 Result<std::vector<uint8_t>> Repository::read_chunk(const DeviceImage& image, const ChunkRef& ref, ChunkCodec& codec) {
   const uint64_t offset = ref.chunk_index * image.chunk_size;
   const uint64_t expect = std::min(image.chunk_size, image.size_bytes - std::min(image.size_bytes, offset));
+  const std::string reading = "reading offset " + std::to_string(offset) + " of " + image.device + " in generation " +
+                              std::to_string(image.generation);
   if (ref.raw_size != expect) {
-    return fail(ErrorCode::kCorrupt, "chunk " + to_hex(ref.id) + " at offset " + std::to_string(offset) + " of " +
-                                         image.device + " has " + std::to_string(ref.raw_size) + " bytes, expected " +
-                                         std::to_string(expect));
+    // Named like every other failure here, so the damaged range is in the message.
+    return fail(Error(ErrorCode::kCorrupt, "chunk " + to_hex(ref.id) + " has " + std::to_string(ref.raw_size) +
+                                               " bytes in the index, expected " + std::to_string(expect))
+                    .wrap(reading));
   }
   auto data = read_blob(*impl_->storage, image.packs.at(ref.pack), ref.offset, ref.length, ref.id, ref.raw_size,
                         impl_->config.chunk_key, codec);
-  if (!data) {
-    return fail(std::move(data.error())
-                    .wrap("reading offset " + std::to_string(offset) + " of " + image.device + " in generation " +
-                          std::to_string(image.generation)));
-  }
+  if (!data) return fail(std::move(data.error()).wrap(reading));
   return data;
 }
 
@@ -255,17 +254,24 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
   report.packs_in_scope = in_scope.size();
   std::vector<size_t> order(in_scope.size());  // indices into in_scope, in check order
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  bool record = options.data;
   if (options.data) {
-    {
-      std::lock_guard guard(impl_->mu);
-      BLKVAULT_TRY_ASSIGN(auto progress, load_pack_progress(*impl_->db));
+    std::lock_guard guard(impl_->mu);
+    auto progress = load_pack_progress(*impl_->db);
+    if (!progress) {
+      // Only progress is lost (every pack counts as never verified), but a
+      // table the index cannot read is damage to the index all the same.
+      report.problems.push_back("index: the verification progress (table pack_verify) cannot be read: " +
+                                progress.error().message() + " (index rebuild starts it over)");
+      record = false;
+    } else {
       for (auto& p : in_scope) {
-        auto it = progress.find(p.name);
-        if (it != progress.end()) p.verified_ms = it->second.verified_ms;
+        auto it = progress->find(p.name);
+        if (it != progress->end()) p.verified_ms = it->second.verified_ms;
       }
     }
-    order = select_packs(in_scope, options.select, start_ms);
   }
+  if (options.data) order = select_packs(in_scope, options.select, start_ms);
   report.packs_selected = order.size();
   if (options.data && options.planned) {
     uint64_t planned = 0;
@@ -345,7 +351,7 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
     started[n] = 1;
     const size_t k = order[n];
     BLKVAULT_TRY(check_pack(k, inner, pack_problems[n]));
-    if (!options.data) return {};
+    if (!record) return {};
     PackProgress result{clock(), true, ""};
     if (!pack_problems[n].empty()) {
       result.ok = false;

@@ -220,5 +220,27 @@ TEST_F(RollingVerifyTest, ProgressIsOnlyProgressAMissingTableMeansNeverVerified)
   for (const auto& [name, p] : recorded()) EXPECT_FALSE(p.verified_ms) << name;
 }
 
+TEST_F(RollingVerifyTest, AnUnreadableProgressTableIsAnIndexProblemAndNothingElse) {
+  verify(PackSelection{});
+  {
+    // As a flipped byte in the table's schema would leave it.
+    auto db = sql::Db::open(repo_->index_path());
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->exec("DROP TABLE pack_verify"));
+    ASSERT_TRUE(db->exec("CREATE TABLE pack_verify(name TEXT PRIMARY KEY, verified_ms INTEGER, ok INTEGER)"));
+  }
+  auto r = verify(PackSelection{.part = 1, .parts = 2});
+  EXPECT_TRUE(r.damage.empty());
+  ASSERT_EQ(r.problems.size(), 1u);
+  const std::string head = "index: the verification progress (table pack_verify) cannot be read: ";
+  EXPECT_EQ(r.problems[0].rfind(head, 0), 0u) << r.problems[0];
+  EXPECT_NE(r.problems[0].find("no such column: problem (index rebuild starts it over)"), std::string::npos)
+      << r.problems[0];
+  EXPECT_FALSE(r.packs_checked.empty()) << "the data is still checked";
+  auto status = repo_->pack_verifications();
+  ASSERT_FALSE(status);
+  EXPECT_NE(status.error().message().find("no such column: problem"), std::string::npos) << status.error().message();
+}
+
 }  // namespace
 }  // namespace blkvault::repo
