@@ -90,10 +90,18 @@ Status cmd_list(Context& ctx, const ListOptions& opts);
 struct VerifyOptions {
   bool data = false;
   std::string generation;  // empty: all
+  // Rolling verify (app/verify_selection.h); each needs data. Empty: not given.
+  std::string subset;      // "N/M", "P%" or a SIZE
+  std::string seed;        // for a random subset
+  std::string older_than;  // a duration ("7d")
+  std::string budget;      // a duration ("30m")
 };
 Status cmd_verify(Context& ctx, const VerifyOptions& opts);
 
-Status cmd_status(Context& ctx);
+struct StatusOptions {
+  bool packs = false;  // list every pack with its last data verification
+};
+Status cmd_status(Context& ctx, const StatusOptions& opts);
 Status cmd_cleanup(Context& ctx);
 
 struct DemoOptions {

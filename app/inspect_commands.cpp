@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <thread>
 
 #include <fmt/format.h>
@@ -13,6 +14,7 @@
 #include "app/metrics.h"
 #include "app/module_access.h"
 #include "app/repo_access.h"
+#include "app/verify_selection.h"
 #include "kernel/module.h"
 #include "repo/lock.h"
 #include "repo/repository.h"
@@ -117,9 +119,12 @@ Status cmd_list_impl(Context& ctx, const ListOptions& opts) {
 
 Status cmd_verify_impl(Context& ctx, const VerifyOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
+  std::random_device rd;
+  BLKVAULT_TRY_ASSIGN(auto sel, parse_verify_selection(opts, rd()));
   BLKVAULT_TRY_ASSIGN(auto repo, open_repository(ctx, false));
   repo::VerifyOptions vo;
   vo.data = opts.data;
+  vo.select = sel.select;
   // Like restore: one synchronous read per chunk, so twice as many workers as
   // cores keep the storage busy while others decompress and hash.
   vo.threads = std::clamp<size_t>(2 * std::thread::hardware_concurrency(), 4, 32);
@@ -129,10 +134,7 @@ Status cmd_verify_impl(Context& ctx, const VerifyOptions& opts) {
   }
   int task = -1;
   uint64_t done = 0;
-  if (opts.data) {
-    BLKVAULT_TRY_ASSIGN(auto stats, repo->stats());
-    task = ctx.out.progress_begin("verify data", stats.pack_bytes);
-  }
+  vo.planned = [&](uint64_t bytes) { task = ctx.out.progress_begin("verify data", bytes); };
   auto report = repo->verify(vo, &ctx.cancel, [&](uint64_t bytes) {
     done += bytes;
     if (task >= 0) ctx.out.progress_update(task, done);
@@ -141,6 +143,18 @@ Status cmd_verify_impl(Context& ctx, const VerifyOptions& opts) {
   if (!report) return tl::unexpected(std::move(report).error().wrap("verifying " + ctx.repo));
 
   std::string text;
+  const bool selecting = vo.select.any();
+  const uint64_t left = report->packs_selected - report->packs;
+  if (selecting) {
+    text += fmt::format("selected {} of {} pack(s): {}\n", report->packs_selected, report->packs_in_scope,
+                        describe_selection(opts, sel));
+    if (sel.random) text += fmt::format("  (--seed {} selects the same packs again)\n", vo.select.seed);
+    if (vo.select.budget_ms) {
+      text += left == 0 ? fmt::format("  budget {}: checked all {}\n", opts.budget, report->packs)
+                        : fmt::format("  budget {}: checked {}, {} left for the next run\n", opts.budget,
+                                      report->packs, left);
+    }
+  }
   json damage = json::array();
   for (const auto& p : report->problems) text += "problem: " + p + "\n";
   for (const auto& d : report->damage) {
@@ -164,7 +178,9 @@ Status cmd_verify_impl(Context& ctx, const VerifyOptions& opts) {
                                 : std::string(" (metadata only; --data reads every byte)"),
                       report->clean() ? "no damage" : fmt::format("{} problem(s), {} damaged chunk(s)",
                                                                   report->problems.size(), report->damage.size()));
-  if (!ctx.metrics_dir.empty() && !vo.generation) {  // a whole-repository verify (docs/METRICS.md)
+  // Only a verify of the whole repository: a part's damage count would clear
+  // what another part found (docs/METRICS.md).
+  if (!ctx.metrics_dir.empty() && !vo.generation && !selecting) {
     VerifyMetrics vm{ctx.repo, opts.data, unix_now_seconds(),
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                      report->problems.size(), report->damage.size()};
@@ -178,6 +194,14 @@ Status cmd_verify_impl(Context& ctx, const VerifyOptions& opts) {
                        {"packs", report->packs},
                        {"chunks", report->chunks},
                        {"bytes_read", report->bytes_read},
+                       {"subset", opts.subset.empty() ? json(nullptr) : json(opts.subset)},
+                       {"seed", sel.random ? json(vo.select.seed) : json(nullptr)},
+                       {"older_than", opts.older_than.empty() ? json(nullptr) : json(opts.older_than)},
+                       {"budget", opts.budget.empty() ? json(nullptr) : json(opts.budget)},
+                       {"packs_in_scope", report->packs_in_scope},
+                       {"packs_selected", report->packs_selected},
+                       {"packs_checked", report->packs_checked},
+                       {"packs_left", left},
                        {"clean", report->clean()},
                        {"problems", report->problems},
                        {"damage", damage}});
@@ -249,7 +273,57 @@ json module_status(Context& ctx, std::string& text) {
   return j;
 }
 
-Status cmd_status_impl(Context& ctx) {
+// The repository's data-verification coverage (verify --data records it).
+json verification_status(repo::Repository& repo, bool per_pack, std::string& text) {
+  auto packs = repo.pack_verifications();
+  if (!packs) {
+    text += fmt::format("  data verified: unknown: {}\n", packs.error().message());
+    return {{"error", packs.error().message()}};
+  }
+  uint64_t verified = 0, damaged = 0;
+  std::optional<int64_t> oldest;
+  json list = json::array();
+  std::string lines;
+  for (const auto& p : *packs) {
+    if (p.verified_ms) {
+      ++verified;
+      if (!p.ok) ++damaged;
+      if (!oldest || *p.verified_ms < *oldest) oldest = p.verified_ms;
+    }
+    if (!per_pack) continue;
+    const std::string result = !p.verified_ms ? "never" : p.ok ? "ok" : "damaged: " + p.problem;
+    lines += fmt::format("    {}  {:>10}  {}{}\n", p.name, format_bytes(p.size_bytes),
+                         p.verified_ms ? format_time_utc(*p.verified_ms) + " UTC  " : std::string(), result);
+    list.push_back({{"name", p.name},
+                    {"size_bytes", p.size_bytes},
+                    {"last_verified", p.verified_ms ? json(format_time_utc(*p.verified_ms)) : json(nullptr)},
+                    {"last_verified_ms", p.verified_ms ? json(*p.verified_ms) : json(nullptr)},
+                    {"result", !p.verified_ms ? json(nullptr) : json(p.ok ? "ok" : "damaged")},
+                    {"problem", p.verified_ms && !p.ok ? json(p.problem) : json(nullptr)}});
+  }
+  const uint64_t total = packs->size();
+  if (total == 0) {
+    text += "  data verified: no packs yet\n";
+  } else if (verified == 0) {
+    text += fmt::format("  data verified: 0 of {} pack(s) (never: blkvault verify --data)\n", total);
+  } else {
+    text += fmt::format("  data verified: {} of {} pack(s), oldest {} UTC{}{}\n", verified, total,
+                        format_time_utc(*oldest),
+                        verified < total ? fmt::format(", {} never", total - verified) : std::string(),
+                        damaged > 0 ? fmt::format(", {} damaged at the last check", damaged) : std::string());
+  }
+  if (per_pack) text += "  packs (last data verification):\n" + lines;
+  json j = {{"packs", total},
+            {"verified", verified},
+            {"never_verified", total - verified},
+            {"damaged", damaged},
+            {"oldest_verified", oldest ? json(format_time_utc(*oldest)) : json(nullptr)},
+            {"oldest_verified_ms", oldest ? json(*oldest) : json(nullptr)}};
+  if (per_pack) j["per_pack"] = list;
+  return j;
+}
+
+Status cmd_status_impl(Context& ctx, const StatusOptions& opts) {
   std::string text;
   json j;
   j["module"] = module_status(ctx, text);
@@ -289,6 +363,7 @@ Status cmd_status_impl(Context& ctx) {
       }
     }
     if (seen.empty()) text += "  last good backup per device: none yet\n";
+    json verification = verification_status(*repo, opts.packs, text);
     j["repository"] = {{"path", ctx.repo},
                        {"format", c.format_version},
                        {"id", c.id},
@@ -299,7 +374,8 @@ Status cmd_status_impl(Context& ctx) {
                        {"generations_committed", committed},
                        {"generations_failed", failed},
                        {"lock_holder", holder ? json(*holder) : json(nullptr)},
-                       {"last_good", last}};
+                       {"last_good", last},
+                       {"verification", verification}};
   }
   ctx.out.result(text);
   ctx.out.result_json(j);
@@ -319,7 +395,7 @@ Status cmd_cleanup_impl(Context& ctx) {
 
 Status cmd_list(Context& ctx, const ListOptions& opts) { return cmd_list_impl(ctx, opts); }
 Status cmd_verify(Context& ctx, const VerifyOptions& opts) { return cmd_verify_impl(ctx, opts); }
-Status cmd_status(Context& ctx) { return cmd_status_impl(ctx); }
+Status cmd_status(Context& ctx, const StatusOptions& opts) { return cmd_status_impl(ctx, opts); }
 Status cmd_cleanup(Context& ctx) { return cmd_cleanup_impl(ctx); }
 
 Status cmd_index_rebuild(Context& ctx) {
@@ -339,14 +415,30 @@ void InspectCommands::add_to(CLI::App& cli) {
 
   verify_ = cli.add_subcommand("verify",
                                "Check the repository: index, manifests, packs; with --data read and re-hash every chunk");
-  verify_->add_flag("--data", verify_opts_.data, "Read, decompress and re-hash every stored chunk");
+  verify_->add_flag("--data", verify_opts_.data,
+                    "Read, decompress and re-hash every stored chunk (of the packs selected: all by default)");
   verify_->add_option("--generation", verify_opts_.generation, "Only what this generation (ID or 'latest') uses");
+  verify_->add_option("--subset", verify_opts_.subset,
+                      "With --data, only some packs: N/M (the N-th of M parts by pack name hash), P% (a random "
+                      "share) or SIZE (random packs up to that size)")
+      ->type_name("N/M|P%|SIZE");
+  verify_->add_option("--seed", verify_opts_.seed, "The seed of a random --subset (printed by every such run)")
+      ->type_name("S");
+  verify_->add_option("--older-than", verify_opts_.older_than,
+                      "With --data, only packs not verified within this DURATION (e.g. 7d)")
+      ->type_name("DURATION");
+  verify_->add_option("--budget", verify_opts_.budget,
+                      "With --data, check packs least recently verified first until this DURATION (e.g. 30m, 2h) "
+                      "is used up; the next run goes on from there")
+      ->type_name("DURATION");
   verify_->footer("Exit status 3 when damage is found; each damaged chunk is listed with the generations,\n"
-                  "devices and byte ranges it affects.");
+                  "devices and byte ranges it affects. Each pack --data reads is recorded with the time\n"
+                  "and result ('blkvault status' shows the coverage).");
 
   status_ = cli.add_subcommand("status",
                                "Show the kernel module (version, tracked devices, snapshots held) and the repository "
-                               "(size, generations, last good backup per device, lock holder)");
+                               "(size, generations, last good backup per device, lock holder, data verified)");
+  status_->add_flag("--packs", status_opts_.packs, "List every pack with its last data verification");
   cleanup_ = cli.add_subcommand("cleanup", "Release snapshots (and their diff storage) left by killed blkvault runs");
 
   index_ = cli.add_subcommand("index", "Maintain the SQLite index (a cache of the repository's files)");
@@ -364,7 +456,7 @@ bool InspectCommands::parsed() const {
 Status InspectCommands::run(Context& ctx) {
   if (list_->parsed()) return cmd_list(ctx, list_opts_);
   if (verify_->parsed()) return cmd_verify(ctx, verify_opts_);
-  if (status_->parsed()) return cmd_status(ctx);
+  if (status_->parsed()) return cmd_status(ctx, status_opts_);
   if (cleanup_->parsed()) return cmd_cleanup(ctx);
   if (index_rebuild_->parsed()) return cmd_index_rebuild(ctx);
   return fail(ErrorCode::kInternal, "no inspect command parsed");

@@ -26,6 +26,7 @@ class InspectCommands {
   CLI::App* index_rebuild_ = nullptr;
   ListOptions list_opts_;
   VerifyOptions verify_opts_;
+  StatusOptions status_opts_;
 };
 
 Status cmd_index_rebuild(Context& ctx);

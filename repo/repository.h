@@ -159,15 +159,46 @@ struct Damage {
   std::vector<Range> affected;
 };
 
+// Which packs a data verify reads (docs/FORMAT.md, "Verification progress").
+// The filters apply in this order to the packs in scope: part/parts or a
+// random percent/bytes, then older_than; the rest are checked least recently
+// verified first (never verified first, ties by name), and a budget stops
+// starting new packs once it is spent (the first pack always runs).
+struct PackSelection {
+  uint32_t part = 0, parts = 0;        // 1 <= part <= parts: the packs whose XXH3-64 of the name % parts == part - 1
+  double percent = 0;                  // (0, 100]: ceil(percent% of the packs), the lowest XXH3-64(name, seed)
+  uint64_t bytes = 0;                  // > 0: the same random order, packs while their sizes total at most this
+  uint64_t seed = 0;                   // for percent and bytes
+  std::optional<int64_t> older_than_ms;  // only packs never verified or last verified at least this long ago
+  std::optional<int64_t> budget_ms;      // stop starting packs this long after verify began
+  bool any() const { return parts != 0 || percent > 0 || bytes > 0 || older_than_ms || budget_ms; }
+};
+
 struct VerifyOptions {
   bool data = false;                        // read, decompress and re-hash every chunk
   std::optional<GenerationId> generation;   // only what this generation references
   size_t threads = 2;
+  PackSelection select;                     // with data: which packs to read (default: all)
+  std::function<int64_t()> clock_ms;        // Unix ms (tests); null: the system clock
+  // With data: told once, before reading, how many pack bytes the selection holds.
+  std::function<void(uint64_t bytes)> planned;
+};
+
+// One pack's last data verification (docs/FORMAT.md, "Verification progress").
+struct PackVerification {
+  std::string name;                   // "packs/3f/3f2a…"
+  uint64_t size_bytes = 0;
+  std::optional<int64_t> verified_ms; // Unix ms of its last check by verify --data; nullopt: never
+  bool ok = false;                    // that check found nothing wrong
+  std::string problem;                // else the first thing it found
 };
 
 struct VerifyReport {
   uint64_t generations = 0;
-  uint64_t packs = 0;
+  uint64_t packs_in_scope = 0;       // packs the generation(s) use
+  uint64_t packs_selected = 0;       // after the selection's filters (= packs_in_scope without one)
+  std::vector<std::string> packs_checked;  // names, in check order (with data: selection order)
+  uint64_t packs = 0;                // packs checked
   uint64_t chunks = 0;
   uint64_t bytes_read = 0;           // with data: bytes of packs read
   std::vector<std::string> problems; // metadata problems, one sentence each
@@ -331,10 +362,17 @@ class Repository {
   // committed or lacks the device; kInvalidArgument when it failed in either.
   Result<DeviceDiff> diff(GenerationId a, GenerationId b, std::string_view device);
 
+  // Checks the index, the manifests and the packs in scope; with data, reads the
+  // selected packs' chunks and records each pack's result as it finishes (so an
+  // interrupted run keeps what it did). Damage is reported, not returned as an
+  // error; an error means the check itself could not go on (storage, cancel).
   // `progress` receives increments (pack bytes just checked), one call at a time.
   Result<VerifyReport> verify(const VerifyOptions& options, const CancelToken* cancel,
                               const std::function<void(uint64_t bytes)>& progress);
   Result<RepoStats> stats();
+  // Every pack the remaining generations use, by name, with its last data
+  // verification (verify --data records them; lost with the index).
+  Result<std::vector<PackVerification>> pack_verifications();
 
   // Recreates the index from packs and manifests. REQUIRES: opened with write.
   Status rebuild_index();

@@ -9,6 +9,7 @@
 #include "repo/index_check.h"
 #include "repo/pack.h"
 #include "repo/repository_impl.h"
+#include "repo/verify_progress.h"
 
 namespace blkvault::repo {
 namespace {
@@ -80,18 +81,17 @@ Result<std::vector<uint8_t>> read_blob(Storage& storage, const std::string& pack
 Result<std::vector<uint8_t>> Repository::read_chunk(const DeviceImage& image, const ChunkRef& ref, ChunkCodec& codec) {
   const uint64_t offset = ref.chunk_index * image.chunk_size;
   const uint64_t expect = std::min(image.chunk_size, image.size_bytes - std::min(image.size_bytes, offset));
+  const std::string reading = "reading offset " + std::to_string(offset) + " of " + image.device + " in generation " +
+                              std::to_string(image.generation);
   if (ref.raw_size != expect) {
-    return fail(ErrorCode::kCorrupt, "chunk " + to_hex(ref.id) + " at offset " + std::to_string(offset) + " of " +
-                                         image.device + " has " + std::to_string(ref.raw_size) + " bytes, expected " +
-                                         std::to_string(expect));
+    // Named like every other failure here, so the damaged range is in the message.
+    return fail(Error(ErrorCode::kCorrupt, "chunk " + to_hex(ref.id) + " has " + std::to_string(ref.raw_size) +
+                                               " bytes in the index, expected " + std::to_string(expect))
+                    .wrap(reading));
   }
   auto data = read_blob(*impl_->storage, image.packs.at(ref.pack), ref.offset, ref.length, ref.id, ref.raw_size,
                         impl_->config.chunk_key, codec);
-  if (!data) {
-    return fail(std::move(data.error())
-                    .wrap("reading offset " + std::to_string(offset) + " of " + image.device + " in generation " +
-                          std::to_string(image.generation)));
-  }
+  if (!data) return fail(std::move(data.error()).wrap(reading));
   return data;
 }
 
@@ -139,6 +139,8 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
 
 Result<VerifyReport> Repository::verify(const VerifyOptions& options, const CancelToken* cancel,
                                         const std::function<void(uint64_t)>& progress) {
+  const auto clock = [&] { return options.clock_ms ? options.clock_ms() : now_ms(); };
+  const int64_t start_ms = clock();
   VerifyReport report;
   struct ChunkRow {
     int64_t rowid;
@@ -201,7 +203,6 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
   std::sort(chunks.begin(), chunks.end(), [](const ChunkRow& a, const ChunkRow& b) {
     return std::tie(a.pack, a.offset) < std::tie(b.pack, b.offset);
   });
-  report.chunks = chunks.size();
 
   // Manifests: each committed generation has one, and it decodes.
   for (const auto& g : gens) {
@@ -234,57 +235,92 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
     damaged.emplace(c.rowid, why);
   };
 
-  // Packs: present, the size the index says, a trailer that agrees with the index.
-  std::set<int64_t> used_packs;
-  for (const auto& c : chunks) {
+  // The packs in scope, each with its run of chunks (sorted by pack, offset).
+  std::vector<PackCandidate> in_scope;
+  std::vector<std::pair<size_t, size_t>> runs;  // [begin, end) in chunks, per in_scope entry
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const auto& c = chunks[i];
     if (!c.pack) {
       mark(c, "chunk " + to_hex(c.id) + " is in no pack");
+      continue;
+    }
+    if (in_scope.empty() || in_scope.back().rowid != *c.pack) {
+      const auto& [name, size] = packs[*c.pack];
+      in_scope.push_back(PackCandidate{*c.pack, name, size, std::nullopt});
+      runs.emplace_back(i, i);
+    }
+    runs.back().second = i + 1;
+  }
+  report.packs_in_scope = in_scope.size();
+  std::vector<size_t> order(in_scope.size());  // indices into in_scope, in check order
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  bool record = options.data;
+  if (options.data) {
+    std::lock_guard guard(impl_->mu);
+    auto progress = load_pack_progress(*impl_->db);
+    if (!progress) {
+      // Only progress is lost (every pack counts as never verified), but a
+      // table the index cannot read is damage to the index all the same.
+      report.problems.push_back("index: the verification progress (table pack_verify) cannot be read: " +
+                                progress.error().message() + " (index rebuild starts it over)");
+      record = false;
     } else {
-      used_packs.insert(*c.pack);
+      for (auto& p : in_scope) {
+        auto it = progress->find(p.name);
+        if (it != progress->end()) p.verified_ms = it->second.verified_ms;
+      }
     }
   }
-  std::set<int64_t> bad_packs;
-  for (int64_t p : used_packs) {
-    const auto& [name, size] = packs[p];
-    ++report.packs;
-    auto actual = impl_->storage->size(name);
-    if (!actual) {
-      bad_packs.insert(p);
-      for (const auto& c : chunks) {
-        if (c.pack == p) mark(c, "chunk " + to_hex(c.id) + ": pack " + name + ": " + actual.error().message());
-      }
-      continue;
+  if (options.data) order = select_packs(in_scope, options.select, start_ms);
+  report.packs_selected = order.size();
+  if (options.data && options.planned) {
+    uint64_t planned = 0;
+    for (size_t k : order) {
+      for (size_t i = runs[k].first; i < runs[k].second; ++i) planned += chunks[i].length;
     }
-    if (*actual != size) {
-      report.problems.push_back("pack " + name + " has " + std::to_string(*actual) + " bytes, the index says " +
-                                std::to_string(size));
-    }
-    auto trailer = read_pack_index(*impl_->storage, name);
-    if (!trailer) {
-      report.problems.push_back(trailer.error().message());
-      continue;
-    }
-    std::unordered_map<uint64_t, PackEntry> by_offset;
-    for (const auto& e : *trailer) by_offset[e.offset] = e;
-    for (const auto& c : chunks) {
-      if (c.pack != p) continue;
-      auto it = by_offset.find(c.offset);
-      if (it == by_offset.end() || it->second.id != c.id || it->second.length != c.length) {
-        report.problems.push_back("pack " + name + ": its trailer does not list chunk " + to_hex(c.id) +
-                                  " at offset " + std::to_string(c.offset) + " as the index does");
-      }
-    }
+    options.planned(planned);
   }
 
-  if (options.data) {
-    CodecPool codecs(*impl_);
-    std::atomic<uint64_t> bytes{0};
-    std::mutex progress_mu;
-    BLKVAULT_TRY(parallel_for(chunks.size(), options.threads, cancel, [&](size_t i) -> Status {
-      const auto& c = chunks[i];
-      if (!c.pack || bad_packs.count(*c.pack)) return {};
+  // One pack: present, the size the index says, a trailer that agrees with the
+  // index; with data, every chunk read back (`threads` workers). Appends its
+  // problems to `problems`; an error only when the check cannot go on.
+  std::atomic<uint64_t> bytes{0};
+  std::mutex progress_mu;
+  CodecPool codecs(*impl_);
+  auto check_pack = [&](size_t k, size_t threads, std::vector<std::string>& problems) -> Status {
+    const auto& pack = in_scope[k];
+    const size_t first = runs[k].first, last = runs[k].second;
+    auto actual = impl_->storage->size(pack.name);
+    if (!actual) {
+      for (size_t i = first; i < last; ++i) {
+        mark(chunks[i], "chunk " + to_hex(chunks[i].id) + ": pack " + pack.name + ": " + actual.error().message());
+      }
+      return {};
+    }
+    if (*actual != pack.size_bytes) {
+      problems.push_back("pack " + pack.name + " has " + std::to_string(*actual) + " bytes, the index says " +
+                         std::to_string(pack.size_bytes));
+    }
+    auto trailer = read_pack_index(*impl_->storage, pack.name);
+    if (!trailer) {
+      problems.push_back(trailer.error().message());
+    } else {
+      std::unordered_map<uint64_t, PackEntry> by_offset;
+      for (const auto& e : *trailer) by_offset[e.offset] = e;
+      for (size_t i = first; i < last; ++i) {
+        const auto& c = chunks[i];
+        auto it = by_offset.find(c.offset);
+        if (it == by_offset.end() || it->second.id != c.id || it->second.length != c.length) {
+          problems.push_back("pack " + pack.name + ": its trailer does not list chunk " + to_hex(c.id) +
+                             " at offset " + std::to_string(c.offset) + " as the index does");
+        }
+      }
+    }
+    if (!options.data) return {};
+    return parallel_for(last - first, threads, cancel, [&](size_t j) -> Status {
+      const auto& c = chunks[first + j];
       auto codec = codecs.take();
-      auto data = read_blob(*impl_->storage, packs[*c.pack].first, c.offset, c.length, c.id, c.raw_size,
+      auto data = read_blob(*impl_->storage, pack.name, c.offset, c.length, c.id, c.raw_size,
                             impl_->config.chunk_key, *codec);
       codecs.give(std::move(codec));
       if (!data) {
@@ -300,10 +336,52 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
         progress(c.length);
       }
       return {};
-    }));
-    report.bytes_read = bytes.load();
-  }
+    });
+  };
 
+  // Packs in order; with data, several at once (and each pack's chunks on the
+  // workers left over), each recorded as it finishes.
+  std::vector<std::vector<std::string>> pack_problems(order.size());
+  std::vector<char> started(order.size(), 0);
+  bool tidied = false;  // guarded by impl_->mu
+  const size_t outer = options.data ? std::max<size_t>(1, std::min(options.threads, order.size())) : 1;
+  const size_t inner = std::max<size_t>(1, options.threads / outer);
+  BLKVAULT_TRY(parallel_for(order.size(), outer, cancel, [&](size_t n) -> Status {
+    if (n > 0 && options.select.budget_ms && clock() >= start_ms + *options.select.budget_ms) return {};
+    started[n] = 1;
+    const size_t k = order[n];
+    BLKVAULT_TRY(check_pack(k, inner, pack_problems[n]));
+    if (!record) return {};
+    PackProgress result{clock(), true, ""};
+    if (!pack_problems[n].empty()) {
+      result.ok = false;
+      result.problem = pack_problems[n].front();
+    } else {
+      std::lock_guard g(damaged_mu);
+      for (size_t i = runs[k].first; i < runs[k].second && result.ok; ++i) {
+        auto it = damaged.find(chunks[i].rowid);
+        if (it != damaged.end()) result = PackProgress{result.verified_ms, false, it->second};
+      }
+    }
+    std::lock_guard guard(impl_->mu);
+    const bool tidy = !tidied;
+    tidied = true;
+    auto st = record_pack_progress(*impl_->db, in_scope[k].name, result, tidy);
+    if (!st) return fail(std::move(st).error().wrap("recording the check of " + in_scope[k].name + " in the index " +
+                                                    impl_->index_path()));
+    return {};
+  }));
+  report.chunks = 0;
+  for (size_t n = 0; n < order.size(); ++n) {
+    if (!started[n]) continue;
+    report.packs_checked.push_back(in_scope[order[n]].name);
+    report.chunks += runs[order[n]].second - runs[order[n]].first;
+    for (auto& p : pack_problems[n]) report.problems.push_back(std::move(p));
+  }
+  report.packs = report.packs_checked.size();
+  // Chunks in no pack belong to every run.
+  for (const auto& c : chunks) report.chunks += c.pack ? 0 : 1;
+  report.bytes_read = bytes.load();
   // What each damaged chunk spoils.
   if (!damaged.empty()) {
     std::lock_guard guard(impl_->mu);

@@ -3,15 +3,17 @@
 // cases skip, saying why, when no gateway can be started). Each scenario runs
 // unchanged on both: byte-identical restores across generations, dedup,
 // abandoned writers, the writer lock, the index as a rebuildable cache,
-// forget + gc, large (multipart) packs, encryption, and two hosts sharing one
-// repository.
+// forget + gc, large (multipart) packs, encryption, two hosts sharing one
+// repository, and rolling verify (its progress in each host's index).
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "ceph_gateway.h"
+#include "repo/pack.h"
 #include "repo/s3_storage.h"
 #include "repo_support.h"
 
@@ -329,6 +331,62 @@ TEST_P(BackendTest, AnotherHostsGenerationReplacesAFailedRunOfTheSameIdInThisHos
   auto v = (*h1)->verify(VerifyOptions{.data = true}, nullptr, {});
   ASSERT_TRUE(v);
   EXPECT_TRUE(v->clean());
+}
+
+TEST_P(BackendTest, RollingVerifyPartsCoverEveryPackOnceAndOnlyTheRightOneFindsDamage) {
+  init(2 * kChunk);
+  auto repo = open(true);
+  ASSERT_TRUE(repo);
+  SimDevice d{"/dev/vdc", std::vector<uint8_t>(16 * kChunk)};
+  std::mt19937_64 rng(31);
+  for (auto& x : d.bytes) x = static_cast<uint8_t>(rng());
+  ASSERT_TRUE(backup(*repo, {&d}, true));
+  auto img = repo->device_image(1, d.name);
+  ASSERT_TRUE(img);
+  const ChunkRef victim = img->chunks.at(5);
+  const std::string pack = img->packs[victim.pack];
+  {
+    // Rewritten with one byte flipped (a pack is never overwritten in place).
+    auto bytes = repo->storage().get(pack);
+    ASSERT_TRUE(bytes);
+    (*bytes)[victim.offset + BlobHeader::kSize + 11] ^= 0x04;
+    ASSERT_TRUE(repo->storage().remove(pack));
+    ASSERT_TRUE(repo->storage().put(pack, *bytes));
+  }
+  std::set<std::string> seen;
+  int claimed = 0;
+  for (uint32_t part = 1; part <= 3; ++part) {
+    VerifyOptions o{.data = true, .select = PackSelection{.part = part, .parts = 3}};
+    auto r = repo->verify(o, nullptr, {});
+    ASSERT_TRUE(r) << r.error().message();
+    for (const auto& name : r->packs_checked) EXPECT_TRUE(seen.insert(name).second) << name;
+    const bool mine = std::count(r->packs_checked.begin(), r->packs_checked.end(), pack) == 1;
+    EXPECT_EQ(r->damage.size(), mine ? 1u : 0u) << "part " << part;
+    if (mine) {
+      ++claimed;
+      ASSERT_EQ(r->damage[0].affected.size(), 1u);
+      EXPECT_EQ(r->damage[0].affected[0].offset_bytes, 5 * kChunk);
+    }
+  }
+  EXPECT_EQ(claimed, 1);
+  auto mine = repo->pack_verifications();
+  ASSERT_TRUE(mine);
+  EXPECT_EQ(seen.size(), mine->size());
+  for (const auto& p : *mine) {
+    EXPECT_TRUE(seen.count(p.name)) << p.name;
+    ASSERT_TRUE(p.verified_ms) << p.name;
+    EXPECT_EQ(p.ok, p.name != pack) << p.name;
+  }
+  // The progress is in the index: on S3 that is this host's cache, so another
+  // host starts with nothing verified; a local repository's index is shared.
+  OpenOptions o;
+  o.cache_dir = dir_ / "other-host-cache";
+  auto other = Repository::open(repo_path(), o);
+  ASSERT_TRUE(other) << other.error().message();
+  auto theirs = (*other)->pack_verifications();
+  ASSERT_TRUE(theirs);
+  ASSERT_EQ(theirs->size(), mine->size());
+  for (const auto& p : *theirs) EXPECT_EQ(p.verified_ms.has_value(), !remote()) << p.name;
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values("local", "s3"),
