@@ -4,6 +4,7 @@
 // Thread-safety: none needed; called once, on the main thread.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,18 @@ struct DeviceReport {
   uint64_t changed_bytes = 0;  // CBT-changed bytes (the device size for a full read)
   double seconds = 0;          // reading and storing this device
   std::string error;           // "" unless the device failed (only kept with --partial)
+  uint64_t snapshot_read_bytes = 0;     // everything read from the snapshot image (pipeline + audit)
+  std::optional<repo::CbtAudit> audit;  // the CBT audit, when one ran
 };
+
+// A device's CBT audit as the --json outputs show it (docs/CLI.md, backup):
+// null when none ran.
+nlohmann::json cbt_audit_json(const std::optional<repo::CbtAudit>& audit);
+// The seed as `--cbt-audit-seed` takes it: "0x" and 16 hex digits.
+std::string cbt_audit_seed_text(uint64_t seed);
+// "re-read 16 of 62 unchanged chunks (2.0 MiB, seed 0x…): all match generation 3",
+// or "…: bytes A..B differ from generation 3: the CBT map missed a write".
+std::string cbt_audit_text(const repo::CbtAudit& audit);
 
 // REQUIRES: reports in the order of the devices given on the command line.
 void print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,

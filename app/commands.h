@@ -51,6 +51,10 @@ struct BackupOptions {
   std::string diff_storage_limit = "16G";
   bool full = false;
   bool partial = false;
+  // The CBT audit (app/cbt_audit.h): percent of the unchanged chunks re-read
+  // per incremental device (0: off), and the seed (none: a random one).
+  double cbt_audit_percent = 1.0;  // cbt::kDefaultAuditPercent
+  std::optional<uint64_t> cbt_audit_seed;
   // Seams for `blkvault run` (app/run_commands.h); `backup` leaves them empty.
   repo::Repository* repository = nullptr;  // an open writer (its lock held) to use instead of opening ctx.repo
   std::function<Status()> after_snapshot;  // runs once the snapshot is taken; a failure ends the backup uncommitted

@@ -1,5 +1,7 @@
 #include "app/core_commands.h"
 
+#include "app/cbt_audit.h"
+
 namespace blkvault::app {
 
 void CoreCommands::add_to(CLI::App& cli) {
@@ -30,6 +32,11 @@ void CoreCommands::add_to(CLI::App& cli) {
                       "Initial difference storage (default 1G, or the limit when smaller)");
   backup_->add_option("--diff-storage-limit", backup_opts_.diff_storage_limit,
                       "Most difference storage the snapshot may grow to");
+  cbt_audit_option_ = backup_->add_option("--cbt-audit", cbt_audit_,
+                      "Re-read PERCENT (0-100, default 1; at least 16, at most 1024 chunks) of the chunks the CBT "
+                      "calls unchanged and compare them with the previous generation; 0 turns it off");
+  cbt_audit_seed_option_ = backup_->add_option("--cbt-audit-seed", cbt_audit_seed_,
+                      "Seed of the audit's sample (default random; each run prints its seed), to replay a run");
 
   restore_ = cli.add_subcommand("restore", "Write a device's image as of a generation to a file or block device");
   restore_->add_option("--generation,-g", restore_opts_.generation, "Generation id, or 'latest'");
@@ -56,7 +63,15 @@ bool CoreCommands::parsed() const {
 
 Status CoreCommands::run(Context& ctx, const std::string& self_exe) {
   if (init_->parsed()) return cmd_init(ctx, init_opts_);
-  if (backup_->parsed()) return cmd_backup(ctx, backup_opts_);
+  if (backup_->parsed()) {
+    if (cbt_audit_option_->count() > 0) {
+      BLKVAULT_TRY_ASSIGN(backup_opts_.cbt_audit_percent, parse_cbt_audit_percent(cbt_audit_));
+    }
+    if (cbt_audit_seed_option_->count() > 0) {
+      BLKVAULT_TRY_ASSIGN(backup_opts_.cbt_audit_seed, parse_cbt_audit_seed(cbt_audit_seed_));
+    }
+    return cmd_backup(ctx, backup_opts_);
+  }
   if (restore_->parsed()) return restore_opts_.delta ? cmd_restore_delta(ctx, restore_opts_) : cmd_restore(ctx, restore_opts_);
   return cmd_demo(ctx, demo_opts_, self_exe);
 }
