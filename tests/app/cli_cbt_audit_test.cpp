@@ -5,6 +5,7 @@
 // `--cbt-audit 0` reads nothing beyond the changed chunks.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <random>
 
 #include "app/backup_support.h"
@@ -221,6 +222,31 @@ TEST_F(CbtAuditCliTest, ZeroReadsNothingBeyondTheChangedChunks) {
   EXPECT_EQ(blind["devices"][0]["read_bytes"], 0);
   EXPECT_EQ(blind["devices"][0]["snapshot_read_bytes"], 0);
   EXPECT_FALSE(restore_bytes("latest", a) == read_whole(a));
+}
+
+TEST_F(CbtAuditCliTest, AJobRunReportsAFindingAsExitSevenAndStillAppliesRetention) {
+  init_repo();
+  const std::string a = make_device("a.img", kDeviceSize, 51);
+  const std::string config = dir_ / "blkvault.toml", env = dir_ / "on-failure.env";
+  std::ofstream(config) << "module = \"" << sim_ << "\"\ncbt-audit = 100\n[repository]\npath = \"" << repo_
+                        << "\"\n[diff-storage]\nsize = \"4M\"\nlimit = \"16M\"\n[report]\nsyslog = false\n"
+                        << "on-failure = [\"sh\", \"-c\", \"echo $BLKVAULT_EXIT_STATUS $BLKVAULT_GENERATION > " << env
+                        << "\"]\n[job.nightly]\ndevices = [\"" << a << "\"]\nretention = { keep-last = 1 }\n";
+  auto first = bv({"run", "nightly", "--config", config});
+  ASSERT_EQ(first.exit_status, 0) << first.err;
+  lose_write(a, 2 * kChunk, "unseen");
+  auto r = bv({"run", "nightly", "--config", config});
+  EXPECT_EQ(r.exit_status, 7) << r.err;
+  EXPECT_NE(r.err.find("blkvault: job nightly: generation 2 committed, but the CBT audit found a write the CBT map "
+                       "missed on " + a + " (bytes " + range(2) + "); the device was read fully\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(read_whole(env), "7 2\n");
+  // Retention ran (keep-last 1): only the fully read generation is left, and it is right.
+  auto list = nlohmann::json::parse(bv({"--json", "list"}).out);
+  ASSERT_EQ(list["generations"].size(), 1u);
+  EXPECT_EQ(list["generations"][0]["id"], 2);
+  EXPECT_TRUE(restore_bytes("2", a) == read_whole(a));
 }
 
 TEST_F(CbtAuditCliTest, BadValuesAreOneLineUsageErrors) {
