@@ -224,6 +224,32 @@ TEST_F(CbtAuditCliTest, ZeroReadsNothingBeyondTheChangedChunks) {
   EXPECT_FALSE(restore_bytes("latest", a) == read_whole(a));
 }
 
+TEST_F(CbtAuditCliTest, WritesInALostRangeAreCaughtWhileTheRestOfTheWriteIsTracked) {
+  init_repo();
+  const std::string a = make_device("a.img", kDeviceSize, 61);
+  backup_ok({a});
+  auto f = bv({"-q", "sim", "fault", "--device", a, "--lose-writes", std::to_string(10 * kChunk) + ":" +
+                                                                         std::to_string(kChunk)});
+  ASSERT_EQ(f.exit_status, 0) << f.err;
+  sim_write(a, 10 * kChunk + 7, "inside the lost range");
+  sim_write(a, 20 * kChunk + 7, "outside it");
+  auto r = backup({a}, {"--cbt-audit", "100"});
+  EXPECT_EQ(r.exit_status, 7) << r.err;
+  auto j = parse(r);
+  const auto& d = j["devices"][0];
+  EXPECT_EQ(d["cbt_audit"]["unchanged_chunks"], 63);  // only the tracked write's chunk changed
+  EXPECT_EQ(d["changed_bytes"], kDeviceSize);         // then the full read
+  EXPECT_EQ(d["cbt_audit"]["missed"],
+            nlohmann::json::parse("[{\"offset_bytes\":" + std::to_string(10 * kChunk) + ",\"length_bytes\":" +
+                                  std::to_string(kChunk) + "}]"));
+  EXPECT_TRUE(restore_bytes("latest", a) == read_whole(a));
+  ASSERT_EQ(bv({"-q", "sim", "fault", "--clear"}).exit_status, 0);
+  sim_write(a, 10 * kChunk, "tracked again");
+  auto next = backup_ok({a}, {"--cbt-audit", "100"});
+  EXPECT_EQ(next["devices"][0]["read_bytes"], kChunk);
+  EXPECT_EQ(next["devices"][0]["cbt_audit"]["missed_write"], false);
+}
+
 TEST_F(CbtAuditCliTest, AJobRunReportsAFindingAsExitSevenAndStillAppliesRetention) {
   init_repo();
   const std::string a = make_device("a.img", kDeviceSize, 51);
