@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "app/cbt_audit.h"
+
 namespace blkvault::app {
 namespace {
 
@@ -12,6 +14,30 @@ std::string throughput(uint64_t bytes, double seconds) {
 nlohmann::json or_null(const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); }
 
 }  // namespace
+
+std::string cbt_audit_seed_text(uint64_t seed) { return fmt::format("0x{:016x}", seed); }
+
+nlohmann::json cbt_audit_json(const std::optional<repo::CbtAudit>& audit) {
+  if (!audit) return nullptr;
+  nlohmann::json missed = nlohmann::json::array();
+  for (const auto& r : audit->missed) missed.push_back({{"offset_bytes", r.offset_bytes}, {"length_bytes", r.length_bytes}});
+  return {{"seed", cbt_audit_seed_text(audit->seed)},
+          {"percent", audit->percent},
+          {"against", audit->against},
+          {"unchanged_chunks", audit->unchanged_chunks},
+          {"sampled_chunks", audit->sampled_chunks},
+          {"sampled_bytes", audit->sampled_bytes},
+          {"missed_write", audit->missed_write()},
+          {"missed", std::move(missed)}};
+}
+
+std::string cbt_audit_text(const repo::CbtAudit& a) {
+  std::string head = fmt::format("re-read {} of {} unchanged chunks ({}, seed {})", a.sampled_chunks,
+                                 a.unchanged_chunks, format_bytes(a.sampled_bytes), cbt_audit_seed_text(a.seed));
+  if (!a.missed_write()) return fmt::format("{}: all match generation {}", head, a.against);
+  return fmt::format("{}: {} differ from generation {}: the CBT map missed a write", head, describe_ranges(a.missed),
+                     a.against);
+}
 
 nlohmann::json print_backup_report(Output& out, const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports,
                                    double seconds, const LimitsReport& limits) {
@@ -35,6 +61,8 @@ nlohmann::json print_backup_report(Output& out, const repo::GenerationInfo& info
                        {"read_bytes", rec.read_bytes},
                        {"new_bytes", rec.new_bytes},
                        {"stored_bytes", rec.stored_bytes},
+                       {"snapshot_read_bytes", r.snapshot_read_bytes},
+                       {"cbt_audit", cbt_audit_json(r.audit)},
                        {"duration_s", r.seconds},
                        {"complete", complete},
                        {"error", or_null(r.error)}});
@@ -49,6 +77,7 @@ nlohmann::json print_backup_report(Output& out, const repo::GenerationInfo& info
                          format_bytes(rec.read_bytes), format_duration(r.seconds),
                          throughput(rec.read_bytes, r.seconds), format_bytes(rec.new_bytes),
                          format_bytes(rec.stored_bytes));
+    if (r.audit) lines += fmt::format("    CBT audit: {}\n", cbt_audit_text(*r.audit));
   }
   for (const std::string& l : limits.lines) lines += "  " + l + "\n";
   const std::string state(repo::to_string(info.state));

@@ -4,6 +4,7 @@
 // Thread-safety: none needed; called once, on the main thread.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ struct DeviceReport {
   double seconds = 0;          // reading and storing this device
   std::string error;           // "" unless the device failed (only kept with --partial)
   bool snapshot_corrupted = false;  // the module reported its snapshot corrupted (overflow or I/O error)
+  uint64_t snapshot_read_bytes = 0;     // everything read from the snapshot image (pipeline + audit)
+  std::optional<repo::CbtAudit> audit;  // the CBT audit, when one ran
 };
 
 // What a backup tells its caller beyond the Status (BackupOptions::observer):
@@ -38,6 +41,15 @@ struct LimitsReport {
   nlohmann::json upload = nullptr;
   std::vector<std::string> lines;
 };
+
+// A device's CBT audit as the --json outputs show it (docs/CLI.md, backup):
+// null when none ran.
+nlohmann::json cbt_audit_json(const std::optional<repo::CbtAudit>& audit);
+// The seed as `--cbt-audit-seed` takes it: "0x" and 16 hex digits.
+std::string cbt_audit_seed_text(uint64_t seed);
+// "re-read 16 of 62 unchanged chunks (2.0 MiB, seed 0x…): all match generation 3",
+// or "…: bytes A..B differ from generation 3: the CBT map missed a write".
+std::string cbt_audit_text(const repo::CbtAudit& audit);
 
 // REQUIRES: reports in the order of the devices given on the command line.
 // Returns the --json result object (printed only with --json).

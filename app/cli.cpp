@@ -32,6 +32,8 @@ constexpr const char* kExitCodesHelp = R"(Exit status:
   4    the repository is locked by another process
   5    kernel module missing, wrong ABI version, or not root
   6    wrong passphrase, or the repository's key is missing
+  7    backup: the backup committed, but the CBT audit found a write the CBT map missed;
+       the device was read fully
   70   internal error (a bug: please report it)
   130  interrupted (SIGINT/SIGTERM); nothing partial was kept
 

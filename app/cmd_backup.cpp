@@ -4,15 +4,18 @@
 // Order of events, and why:
 //   module, repository (writer lock), each device's last good baseline
 //   -> Session::open (snapshot created and taken; released on every path below)
-//   -> begin_generation -> per device: CBT map, plan, add_device, read+put, check
-//      the session for a corruption event, set_mode/set_baseline
+//   -> begin_generation -> per device: CBT map, plan, the CBT audit of an
+//      incremental (a missed write turns it into a full read), add_device,
+//      read+put, check the session for a corruption event, set_mode/set_baseline
 //   -> close the session -> commit (complete, or partial with --partial).
 // A failure before commit aborts the generation: nothing becomes visible, and as
 // baselines are read from the last good generation, none advances.
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <chrono>
@@ -24,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "app/backup_report.h"
+#include "app/cbt_audit.h"
 #include "app/commands.h"
 #include "app/io_throttle.h"
 #include "app/module_access.h"
@@ -62,20 +66,24 @@ size_t worker_count() { return std::clamp<size_t>(std::thread::hardware_concurre
 struct DeviceStart {
   std::optional<cbt::Baseline> baseline;
   std::string baseline_problem;  // why a recorded baseline was not usable
+  // The last good generation: the parent an incremental builds on and the CBT
+  // audit compares with, and the device's size in it.
+  std::optional<repo::GenerationId> parent;
+  uint64_t parent_size_bytes = 0;
 };
 
 class BackupRun {
  public:
   // `throttle` (may be null: no --limit-read) paces every read of every device.
   BackupRun(Context& ctx, const BackupOptions& opts, repo::Repository& repository, snapshot::Session& session,
-            repo::GenerationWriter& generation, ReadThrottle* throttle)
+            repo::GenerationWriter& generation, ReadThrottle* throttle, uint64_t audit_seed)
       : ctx_(ctx), opts_(opts), repo_(repository), session_(session), gen_(generation), throttle_(throttle),
-        pool_(worker_count()) {}
+        pool_(worker_count()), audit_seed_(audit_seed) {}
 
   // Backs up one device. A failure is returned; the caller decides whether it
   // ends the run (kCancelled, or without --partial) or marks the device failed.
   // `writer` is set once the device is part of the generation.
-  Status device(snapshot::SessionDevice& d, const DeviceStart& start, DeviceReport& report,
+  Status device(snapshot::SessionDevice& d, size_t position, const DeviceStart& start, DeviceReport& report,
                 repo::DeviceWriter*& writer) {
     const auto t0 = Clock::now();
     const uint64_t chunk = repo_.config().chunk_size;
@@ -84,6 +92,7 @@ class BackupRun {
     report.size_bytes = size;
 
     std::vector<ByteExtent> extents;
+    std::vector<cbt::ByteExtent> changed_extents;  // what the CBT says changed, for the audit
     if (opts_.full) {
       report.reason = "--full";
     } else {
@@ -96,12 +105,28 @@ class BackupRun {
           report.incremental = true;
           report.changed_bytes = changed->changed_bytes;
           for (const auto& e : changed->extents) extents.push_back({e.offset_bytes, e.length_bytes});
+          changed_extents = std::move(changed->extents);
         } else {
           auto reason = std::get<cbt::FullRead>(plan).reason;
           report.reason = start.baseline_problem.empty() || reason != cbt::FullReadReason::kNoBaseline
                               ? reason_text(reason)
                               : start.baseline_problem;
         }
+      }
+    }
+    std::atomic<uint64_t> snapshot_bytes{0};
+    // Every snapshot read, the audit's too, is counted and under --limit-read.
+    ReadAt read = [&](uint64_t off, std::span<uint8_t> data) -> Status {
+      BLKVAULT_TRY(d.reader->read_at(off, data));
+      snapshot_bytes += data.size();
+      return {};
+    };
+    if (throttle_ != nullptr) read = throttle_->wrap(std::move(read), ctx_.cancel);
+    if (report.incremental && opts_.cbt_audit_percent > 0 && start.parent && start.parent_size_bytes == size) {
+      if (Status st = audit(d, position, *start.parent, changed_extents, read, report); !st) {
+        // Part of the generation all the same, so --partial can mark it failed.
+        if (auto w = gen_.add_device(d.path, size, report.incremental)) writer = *w;
+        return st;
       }
     }
     if (!report.incremental) {
@@ -111,6 +136,7 @@ class BackupRun {
 
     BLKVAULT_TRY_ASSIGN(writer, gen_.add_device(d.path, size, report.incremental));
     writer->set_mode(report.incremental ? "incremental" : "full", report.reason, report.changed_bytes);
+    if (report.audit) writer->set_cbt_audit(*report.audit);
 
     uint64_t total = 0;
     for (const auto& e : extents) total += e.length;
@@ -119,14 +145,13 @@ class BackupRun {
     popts.chunk_size = chunk;
     popts.device_size = size;
     popts.threads = worker_count();
-    ReadAt read = [&](uint64_t off, std::span<uint8_t> data) { return d.reader->read_at(off, data); };
-    if (throttle_ != nullptr) read = throttle_->wrap(std::move(read), ctx_.cancel);
     auto result = run_pipeline(
         pool_, popts, extents, read,
         [&](uint64_t index, std::span<const uint8_t> data) { return writer->put(index, data); }, ctx_.cancel,
         [&](uint64_t done) { ctx_.out.progress_update(task, done); });
     ctx_.out.progress_end(task);
     report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    report.snapshot_read_bytes = snapshot_bytes.load();
 
     // A corruption event explains a failed read better than the read's errno,
     // and fails the device even when its reads happened to succeed.
@@ -140,6 +165,35 @@ class BackupRun {
   }
 
  private:
+  // The CBT audit of an incremental (app/cbt_audit.h). A write the CBT missed
+  // turns the device into a full read from the same snapshot, loudly.
+  Status audit(const snapshot::SessionDevice& d, size_t position, repo::GenerationId parent,
+               std::span<const cbt::ByteExtent> changed, const ReadAt& read, DeviceReport& report) {
+    CbtAuditRequest req;
+    req.device = d.path;
+    req.size_bytes = report.size_bytes;
+    req.parent = parent;
+    req.percent = opts_.cbt_audit_percent;
+    req.run_seed = audit_seed_;
+    req.position = position;
+    auto audited = run_cbt_audit(repo_, req, changed, read, ctx_.cancel);
+    if (!audited) {
+      // As after the pipeline: a corruption event explains a failed read best.
+      if (auto broken = corruption_of(d, audited.error().code() != ErrorCode::kCancelled)) return fail(std::move(*broken));
+      return fail(std::move(audited).error());
+    }
+    repo::CbtAudit a = std::move(*audited);
+    if (a.missed_write()) {
+      ctx_.out.warning(fmt::format("CBT audit of {}: {} differ from generation {} but the CBT map marks them "
+                                   "unchanged: the CBT missed a write; reading {} fully",
+                                   d.path, describe_ranges(a.missed), a.against, d.path));
+      report.incremental = false;
+      report.reason = "the CBT audit found a write the CBT map missed";
+    }
+    report.audit = std::move(a);
+    return {};
+  }
+
   Context& ctx_;
   // The session's record of a corruption event for `d`. The module reports it
   // asynchronously (the session's event thread polls), so after a failed read
@@ -159,6 +213,7 @@ class BackupRun {
   repo::GenerationWriter& gen_;
   ReadThrottle* throttle_;
   boost::asio::thread_pool pool_;
+  uint64_t audit_seed_;
 };
 
 Result<snapshot::SessionOptions> session_options(const Context& ctx, const BackupOptions& opts) {
@@ -198,6 +253,10 @@ Result<DeviceStart> device_start(repo::Repository& repository, const std::string
   DeviceStart start;
   auto last = repository.last_good(device);
   if (!last) return fail(std::move(last).error().wrap("looking up the last backup of " + device));
+  if (*last) {
+    start.parent = (*last)->generation;
+    start.parent_size_bytes = (*last)->record.size_bytes;
+  }
   if (*last && !(*last)->record.baseline.empty()) {
     auto decoded = cbt::Baseline::decode((*last)->record.baseline);
     if (decoded) {
@@ -234,7 +293,7 @@ Status run_after_take_hook(const Context& ctx) {
 // failed device is marked in the generation and in its report instead.
 Status back_up_devices(Context& ctx, const BackupOptions& opts, repo::Repository& repository,
                        snapshot::Session& session, repo::GenerationWriter& gen, const std::vector<DeviceStart>& starts,
-                       std::vector<DeviceReport>& reports, ReadThrottle* throttle) {
+                       uint64_t audit_seed, std::vector<DeviceReport>& reports, ReadThrottle* throttle) {
   const size_t n = session.devices().size();
   reports.assign(n, DeviceReport{});
   std::vector<repo::DeviceWriter*> writers(n, nullptr);
@@ -247,10 +306,10 @@ Status back_up_devices(Context& ctx, const BackupOptions& opts, repo::Repository
     return {};
   };
   {
-    BackupRun run(ctx, opts, repository, session, gen, throttle);
+    BackupRun run(ctx, opts, repository, session, gen, throttle, audit_seed);
     for (size_t i = 0; i < n; ++i) {
       snapshot::SessionDevice& d = session.devices()[i];
-      if (Status st = run.device(d, starts[i], reports[i], writers[i]); !st) {
+      if (Status st = run.device(d, i, starts[i], reports[i], writers[i]); !st) {
         BLKVAULT_TRY(device_failed(i, std::move(st).error().wrap("backup of " + d.path)));
       }
     }
@@ -281,6 +340,30 @@ Status partial_failure(const repo::GenerationInfo& info, const std::vector<Devic
   }
   if (failed.empty()) return {};
   return fail(ErrorCode::kIo, fmt::format("generation {} committed as partial: {}", info.id, failed));
+}
+
+// The run did all it was asked, but the CBT lied about some device: exit
+// status 7 (kExitCbtAudit), one line naming every such device.
+Status audit_failure(const repo::GenerationInfo& info, const std::vector<DeviceReport>& reports) {
+  std::string devices;
+  for (const auto& r : reports) {
+    if (!r.error.empty() || !r.audit || !r.audit->missed_write()) continue;
+    devices += fmt::format("{}{} ({})", devices.empty() ? "" : "; ", r.name, describe_ranges(r.audit->missed));
+  }
+  if (devices.empty()) return {};
+  return fail(ErrorCode::kCbtAudit,
+              fmt::format("generation {} committed, but the CBT audit found a write the CBT map missed on {}; the "
+                          "device was read fully",
+                          info.id, devices));
+}
+
+uint64_t random_seed() {
+  uint64_t seed = 0;
+  if (::getrandom(&seed, sizeof seed, 0) != sizeof seed) {
+    seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+           (static_cast<uint64_t>(::getpid()) << 32);
+  }
+  return seed;
 }
 
 }  // namespace
@@ -338,8 +421,10 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   gen = std::move(*gen_r);
   if (Status st = run_after_take_hook(ctx); !st) return give_up(std::move(st).error());
 
+  const uint64_t audit_seed = opts.cbt_audit_seed ? *opts.cbt_audit_seed : random_seed();
   std::vector<DeviceReport> reports;
-  Status devices_st = back_up_devices(ctx, opts, *repository, session, *gen, starts, reports, limits.read.get());
+  Status devices_st =
+      back_up_devices(ctx, opts, *repository, session, *gen, starts, audit_seed, reports, limits.read.get());
   if (opts.observer) opts.observer->reports = reports;
   if (!devices_st) return give_up(std::move(devices_st).error());
   if (ctx.cancel.cancelled()) return give_up(cancelled_error(ctx.cancel));
@@ -351,7 +436,8 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   nlohmann::json report = print_backup_report(ctx.out, *info, reports, seconds,
                                               LimitsReport{limits.read_json(), limits.upload_json(), limits.text_lines()});
   if (opts.observer) opts.observer->report = std::move(report);
-  return partial_failure(*info, reports);
+  BLKVAULT_TRY(partial_failure(*info, reports));
+  return audit_failure(*info, reports);
 }
 
 }  // namespace blkvault::app

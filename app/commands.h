@@ -63,6 +63,10 @@ struct BackupOptions {
   std::string limit_read;    // "20", "auto", "auto:200"
   std::string limit_upload;  // "50"; with ctx.upload_limiter set, that limiter is reported instead
   std::string psi_file;      // empty: /proc/pressure/io
+  // The CBT audit (app/cbt_audit.h): percent of the unchanged chunks re-read
+  // per incremental device (0: off), and the seed (none: a random one).
+  double cbt_audit_percent = 1.0;  // cbt::kDefaultAuditPercent
+  std::optional<uint64_t> cbt_audit_seed;
   // Seams for `blkvault run` (app/run_commands.h); `backup` leaves them empty.
   repo::Repository* repository = nullptr;  // an open writer (its lock held) to use instead of opening ctx.repo
   std::function<Status()> after_snapshot;  // runs once the snapshot is taken; a failure ends the backup uncommitted

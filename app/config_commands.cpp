@@ -52,7 +52,8 @@ nlohmann::json job_json(const config::JobConfig& job) {
                       {"module", job.module_spec},
                       {"diff_storage", diff_storage_json(job.diff_storage)},
                       {"report", report_json(job.report)},
-                      {"lock_wait_s", job.lock_wait_s}};
+                      {"lock_wait_s", job.lock_wait_s},
+                      {"cbt_audit_percent", job.cbt_audit_percent}};
   if (job.schedule) {
     j["schedule"] = {{"kind", job.schedule->kind == config::Schedule::Kind::kCron ? "cron" : "calendar"},
                      {"text", job.schedule->text}};
@@ -78,6 +79,7 @@ nlohmann::json config_json(const config::Config& c) {
           {"module", c.module_spec},
           {"state_dir", c.state_dir},
           {"lock_wait_s", c.lock_wait_s},
+          {"cbt_audit_percent", c.cbt_audit_percent},
           {"diff_storage", diff_storage_json(c.diff_storage)},
           {"report", report_json(c.report)},
           {"metrics", {{"textfile_dir", c.metrics.textfile_dir.empty() ? nlohmann::json(nullptr)

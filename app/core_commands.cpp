@@ -1,6 +1,7 @@
 #include "app/core_commands.h"
 
 #include "app/job_metrics.h"
+#include "app/cbt_audit.h"
 
 namespace blkvault::app {
 
@@ -42,6 +43,11 @@ void CoreCommands::add_to(CLI::App& cli) {
                       "Most MB/s (1 MB = 10^6 bytes) sent to an S3 repository, all parallel uploads together");
   backup_->add_option("--psi-file", backup_opts_.psi_file,
                       "The PSI file --limit-read auto watches (default /proc/pressure/io; a cgroup's io.pressure)");
+  cbt_audit_option_ = backup_->add_option("--cbt-audit", cbt_audit_,
+                      "Re-read PERCENT (0-100, default 1; at least 16, at most 1024 chunks) of the chunks the CBT "
+                      "calls unchanged and compare them with the previous generation; 0 turns it off");
+  cbt_audit_seed_option_ = backup_->add_option("--cbt-audit-seed", cbt_audit_seed_,
+                      "Seed of the audit's sample (default random; each run prints its seed), to replay a run");
 
   restore_ = cli.add_subcommand("restore", "Write a device's image as of a generation to a file or block device");
   restore_->add_option("--generation,-g", restore_opts_.generation, "Generation id, or 'latest'");
@@ -68,7 +74,15 @@ bool CoreCommands::parsed() const {
 
 Status CoreCommands::run(Context& ctx, const std::string& self_exe) {
   if (init_->parsed()) return cmd_init(ctx, init_opts_);
-  if (backup_->parsed()) return cmd_backup_with_metrics(ctx, backup_opts_);
+  if (backup_->parsed()) {
+    if (cbt_audit_option_->count() > 0) {
+      BLKVAULT_TRY_ASSIGN(backup_opts_.cbt_audit_percent, parse_cbt_audit_percent(cbt_audit_));
+    }
+    if (cbt_audit_seed_option_->count() > 0) {
+      BLKVAULT_TRY_ASSIGN(backup_opts_.cbt_audit_seed, parse_cbt_audit_seed(cbt_audit_seed_));
+    }
+    return cmd_backup_with_metrics(ctx, backup_opts_);
+  }
   if (restore_->parsed()) return restore_opts_.delta ? cmd_restore_delta(ctx, restore_opts_) : cmd_restore(ctx, restore_opts_);
   return cmd_demo(ctx, demo_opts_, self_exe);
 }

@@ -24,6 +24,10 @@ class CoreCommands {
   CLI::App* demo_ = nullptr;
   InitOptions init_opts_;
   BackupOptions backup_opts_;
+  std::string cbt_audit_;       // --cbt-audit text, checked by parse_cbt_audit_percent
+  std::string cbt_audit_seed_;  // --cbt-audit-seed text
+  CLI::Option* cbt_audit_option_ = nullptr;
+  CLI::Option* cbt_audit_seed_option_ = nullptr;
   RestoreOptions restore_opts_;
   DemoOptions demo_opts_;
 };

@@ -13,6 +13,7 @@ int exit_status_for(ErrorCode code) {
     case ErrorCode::kCancelled: return kExitCancelled;
     case ErrorCode::kInternal: return kExitInternal;
     case ErrorCode::kKey: return kExitKey;
+    case ErrorCode::kCbtAudit: return kExitCbtAudit;
     case ErrorCode::kIo:
     case ErrorCode::kNoSpace:
     case ErrorCode::kPermission:

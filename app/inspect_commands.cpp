@@ -12,6 +12,8 @@
 
 #include "app/job_metrics.h"
 #include "app/metrics.h"
+#include "app/backup_report.h"
+#include "app/cbt_audit.h"
 #include "app/module_access.h"
 #include "app/repo_access.h"
 #include "app/verify_selection.h"
@@ -36,7 +38,16 @@ json device_json(const repo::DeviceRecord& d) {
             {"chunks_changed", d.chunks_changed}};
   j["parent"] = d.parent ? json(*d.parent) : json(nullptr);
   j["error"] = d.complete ? json(nullptr) : json(d.error);
+  j["cbt_audit"] = cbt_audit_json(d.cbt_audit);
   return j;
+}
+
+// "CBT audit: bytes A..B differ from generation 3 (the CBT map missed a
+// write); read fully", or "" when the device's audit found nothing.
+std::string missed_write_note(const repo::DeviceRecord& d) {
+  if (!d.cbt_audit || !d.cbt_audit->missed_write()) return "";
+  return fmt::format("CBT audit: {} differ from generation {} (the CBT map missed a write); read fully",
+                     describe_ranges(d.cbt_audit->missed), d.cbt_audit->against);
 }
 
 json generation_json(const repo::GenerationInfo& g) {
@@ -89,7 +100,8 @@ Status cmd_list_impl(Context& ctx, const ListOptions& opts) {
       json j = generation_json(g);
       j["devices"] = json::array({device_json(*d)});
       arr.push_back(std::move(j));
-      const std::string note = !d->complete ? "failed: " + d->error : d->reason;
+      const std::string audit = missed_write_note(*d);
+      const std::string note = !d->complete ? "failed: " + d->error : !audit.empty() ? audit : d->reason;
       text += fmt::format("{:>5}  {:<19}  {:<11}  {:<11}  {:>10}  {:>10}  {:>10}  {:>10}  {}\n", g.id,
                           format_time_utc(g.started_ms), repo::to_string(g.state), d->mode, format_bytes(d->size_bytes),
                           format_bytes(d->changed_bytes), format_bytes(d->read_bytes), format_bytes(d->stored_bytes),
@@ -108,6 +120,9 @@ Status cmd_list_impl(Context& ctx, const ListOptions& opts) {
                           format_bytes(changed), format_bytes(read), format_bytes(stored),
                           format_duration(duration_s(g)));
       if (g.state == repo::GenerationState::kFailed && !g.error.empty()) text += "       failed: " + g.error + "\n";
+      for (const auto& d : g.devices) {
+        if (std::string note = missed_write_note(d); !note.empty()) text += "       " + d.name + ": " + note + "\n";
+      }
     }
     ++shown;
   }
@@ -364,6 +379,21 @@ Status cmd_status_impl(Context& ctx, const StatusOptions& opts) {
     }
     if (seen.empty()) text += "  last good backup per device: none yet\n";
     json verification = verification_status(*repo, opts.packs, text);
+    // Every write the CBT audit caught, oldest first: each one is a tracker that lied.
+    json events = json::array();
+    std::string last_event;
+    for (const auto& g : gens) {
+      if (g.state != repo::GenerationState::kComplete && g.state != repo::GenerationState::kPartial) continue;
+      for (const auto& d : g.devices) {
+        if (!d.cbt_audit || !d.cbt_audit->missed_write()) continue;
+        events.push_back({{"generation", g.id}, {"device", d.name}, {"cbt_audit", cbt_audit_json(d.cbt_audit)}});
+        last_event = fmt::format("generation {} on {} ({} differ from generation {})", g.id, d.name,
+                                 describe_ranges(d.cbt_audit->missed), d.cbt_audit->against);
+      }
+    }
+    text += events.empty() ? std::string("  CBT audit: no missed write found\n")
+                           : fmt::format("  CBT audit: {} missed write(s) found, the last in {}\n", events.size(),
+                                         last_event);
     j["repository"] = {{"path", ctx.repo},
                        {"format", c.format_version},
                        {"id", c.id},
@@ -375,7 +405,8 @@ Status cmd_status_impl(Context& ctx, const StatusOptions& opts) {
                        {"generations_failed", failed},
                        {"lock_holder", holder ? json(*holder) : json(nullptr)},
                        {"last_good", last},
-                       {"verification", verification}};
+                       {"verification", verification},
+                       {"cbt_audit_events", events}};
   }
   ctx.out.result(text);
   ctx.out.result_json(j);

@@ -243,6 +243,7 @@ Status JobRun::backup() {
   };
   b.observer = &observed_;
   backup_started_ = true;
+  b.cbt_audit_percent = job_.cbt_audit_percent;
   Status st = cmd_backup(jctx_, b);
   backup_json_ = parse_or_null(capture_.take());
   if (!st && pre_ran_ && !post_snapshot_ran_ && !job_.hooks.post_snapshot.empty()) {
@@ -287,9 +288,12 @@ Status JobRun::work() {
     }
     pre_ran_ = true;
   }
-  BLKVAULT_TRY(backup());
+  // A CBT audit finding (exit status 7) comes with a good, fully read
+  // generation: retention still runs, and the finding is the job's outcome.
+  Status backed_up = backup();
+  if (!backed_up && backed_up.error().code() != ErrorCode::kCbtAudit) return backed_up;
   BLKVAULT_TRY(retention());
-  return {};
+  return backed_up;
 }
 
 void JobRun::post_hook() {

@@ -30,6 +30,8 @@ void SimCommands::add_to(CLI::App& cli) {
                      "Cap the difference storage at this many bytes (forces an overflow)");
   fault_->add_option("--read-error", fault_read_error_, "OFFSET:LENGTH of DEVICE's image that fails with EIO");
   fault_->add_flag("--lose-next-write", fault_lose_write_, "The next write to DEVICE is not recorded in its CBT map");
+  fault_->add_option("--lose-writes", fault_lose_range_,
+                     "OFFSET:LENGTH of DEVICE whose writes are not recorded in its CBT map, until --clear");
   fault_->add_option("--device", device_, "Device the fault applies to");
   fault_->add_flag("--clear", fault_clear_, "Remove every injected fault");
 }
@@ -125,7 +127,7 @@ Status SimCommands::run(Context& ctx) {
       BLKVAULT_TRY_ASSIGN(uint64_t bytes, parse_size(fault_storage_limit_));
       BLKVAULT_TRY(sim->set_storage_limit(bytes / kernel::kSectorSize));
     }
-    if (!fault_read_error_.empty() || fault_lose_write_) {
+    if (!fault_read_error_.empty() || fault_lose_write_ || !fault_lose_range_.empty()) {
       if (device_.empty()) return fail(ErrorCode::kInvalidArgument, "this fault needs --device");
       BLKVAULT_TRY_ASSIGN(kernel::DevId dev, sim->device_id(device_));
       if (!fault_read_error_.empty()) {
@@ -138,6 +140,15 @@ Status SimCommands::run(Context& ctx) {
         BLKVAULT_TRY(sim->inject_read_error(dev, off, len));
       }
       if (fault_lose_write_) BLKVAULT_TRY(sim->lose_next_write(dev));
+      if (!fault_lose_range_.empty()) {
+        auto colon = fault_lose_range_.find(':');
+        if (colon == std::string::npos) {
+          return fail(ErrorCode::kInvalidArgument, fmt::format("--lose-writes '{}': expected OFFSET:LENGTH", fault_lose_range_));
+        }
+        BLKVAULT_TRY_ASSIGN(uint64_t off, parse_size(fault_lose_range_.substr(0, colon)));
+        BLKVAULT_TRY_ASSIGN(uint64_t len, parse_size(fault_lose_range_.substr(colon + 1)));
+        BLKVAULT_TRY(sim->lose_writes_in(dev, off, len));
+      }
     }
     return {};
   }

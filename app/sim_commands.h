@@ -33,6 +33,7 @@ class SimCommands {
   std::string fault_storage_limit_;
   std::string fault_read_error_;  // OFFSET:LENGTH
   bool fault_lose_write_ = false;
+  std::string fault_lose_range_;  // OFFSET:LENGTH
   bool fault_clear_ = false;
 };
 

@@ -19,6 +19,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kInternal: return "internal";
     case ErrorCode::kKey: return "key";
+    case ErrorCode::kCbtAudit: return "cbt_audit";
   }
   return "unknown";
 }

@@ -36,6 +36,7 @@ enum class ErrorCode {
   kBusy,             // the target is in use (mounted device, device in another snapshot)
   kCancelled,        // SIGINT/SIGTERM asked us to stop
   kKey,              // wrong passphrase, or the repository's key is missing
+  kCbtAudit,         // a backup committed, but its CBT audit found a write the CBT map missed
   kInternal,         // a broken invariant: a bug in blkvault
 };
 

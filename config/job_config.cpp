@@ -11,7 +11,7 @@
 namespace blkvault::config {
 namespace {
 
-constexpr std::string_view kRootKeys[] = {"module", "state-dir", "lock-wait", "repository",
+constexpr std::string_view kRootKeys[] = {"module", "state-dir", "lock-wait", "cbt-audit", "repository",
                                           "diff-storage", "report", "metrics", "limits", "job"};
 constexpr std::string_view kRepositoryKeys[] = {"path", "chunk-size", "compression", "pack-size", "password-file",
                                                 "key-file"};
@@ -19,7 +19,7 @@ constexpr std::string_view kDiffStorageKeys[] = {"dir", "device", "size", "limit
 constexpr std::string_view kReportKeys[] = {"log-file", "syslog", "on-failure", "on-success"};
 constexpr std::string_view kMetricsKeys[] = {"textfile-dir"};
 constexpr std::string_view kJobKeys[] = {"devices", "schedule", "retention", "hooks",
-                                         "module",  "diff-storage", "report", "lock-wait", "limits"};
+                                         "module",  "diff-storage", "report", "lock-wait", "limits", "cbt-audit"};
 constexpr std::string_view kLimitsKeys[] = {"read", "upload", "psi-file"};
 constexpr std::string_view kKeepKeys[] = {"keep-last", "keep-hourly", "keep-daily",
                                           "keep-weekly", "keep-monthly", "keep-yearly"};
@@ -261,6 +261,7 @@ JobConfig read_job(TomlReader& r, const toml::table& t, const std::string& name,
   job.report = global.report;
   job.lock_wait_s = global.lock_wait_s;
   job.limits = global.limits;
+  job.cbt_audit_percent = global.cbt_audit_percent;
   job.devices = read_devices(r, t, path);
   if (auto text = r.string(t, path, "schedule")) {
     auto s = parse_schedule(*text);
@@ -279,6 +280,7 @@ JobConfig read_job(TomlReader& r, const toml::table& t, const std::string& name,
   if (const toml::table* sub = r.table(t, path, "report")) read_report(r, *sub, path + ".report", &job.report);
   if (auto v = r.duration(t, path, "lock-wait")) job.lock_wait_s = *v;
   if (const toml::table* sub = r.table(t, path, "limits")) read_limits(r, *sub, path + ".limits", &job.limits);
+  if (auto v = r.percent(t, path, "cbt-audit")) job.cbt_audit_percent = *v;
   return job;
 }
 
@@ -323,6 +325,7 @@ void read_root(TomlReader& r, const toml::table& root, Config* config) {
     config->state_dir = kDefaultStateDir;
   }
   if (auto v = r.duration(root, "", "lock-wait")) config->lock_wait_s = *v;
+  if (auto v = r.percent(root, "", "cbt-audit")) config->cbt_audit_percent = *v;
   config->diff_storage.dir = config->state_dir + "/diff";
   if (const toml::table* t = r.table(root, "", "diff-storage")) {
     read_diff_storage(r, *t, "diff-storage", &config->diff_storage);

@@ -25,6 +25,9 @@ namespace blkvault::config {
 inline constexpr std::string_view kDefaultConfigPath = "/etc/blkvault/blkvault.toml";
 inline constexpr std::string_view kDefaultModule = "/dev/veeamblksnap";
 inline constexpr std::string_view kDefaultStateDir = "/var/lib/blkvault";
+// `cbt-audit`: the share of unchanged chunks an incremental re-reads (as
+// `backup --cbt-audit`; cbt/audit_sample.h holds the same default).
+inline constexpr double kDefaultCbtAuditPercent = 1.0;
 
 // [repository]: where backups go, and how `init` creates it.
 struct RepositoryConfig {
@@ -113,6 +116,7 @@ struct JobConfig {
   ReportConfig report;                       // effective: job's keys over the global table
   uint64_t lock_wait_s = 0;                  // effective: job's `lock-wait`, else global
   LimitsConfig limits;                       // effective: job's keys over the global table
+  double cbt_audit_percent = kDefaultCbtAuditPercent;  // effective: job's `cbt-audit`, else global
 };
 
 struct Config {
@@ -121,6 +125,7 @@ struct Config {
   std::string module_spec{kDefaultModule};   // "/dev/veeamblksnap" or "sim:DIR"
   std::string state_dir;                     // default /var/lib/blkvault, or DIR/client for sim:DIR
   uint64_t lock_wait_s = 0;                  // wait for the repository lock; 0: fail at once
+  double cbt_audit_percent = kDefaultCbtAuditPercent;  // 0 .. 100; 0: no CBT audit
   DiffStorageConfig diff_storage;
   ReportConfig report;
   MetricsConfig metrics;

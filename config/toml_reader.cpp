@@ -112,6 +112,25 @@ std::optional<int64_t> TomlReader::integer(const toml::table& t, std::string_vie
   return v;
 }
 
+std::optional<double> TomlReader::percent(const toml::table& t, std::string_view path, std::string_view key) {
+  const toml::node* node = t.get(key);
+  if (node == nullptr) return std::nullopt;
+  double v = 0;
+  if (const auto* i = node->as_integer()) {
+    v = static_cast<double>(i->get());
+  } else if (const auto* f = node->as_floating_point()) {
+    v = f->get();
+  } else {
+    problem(node->source(), join_key(path, key), "expected a number (a percentage from 0 to 100)");
+    return std::nullopt;
+  }
+  if (!(v >= 0 && v <= 100)) {
+    problem(node->source(), join_key(path, key), fmt::format("{} is not a percentage from 0 to 100", v));
+    return std::nullopt;
+  }
+  return v;
+}
+
 std::optional<uint64_t> TomlReader::size(const toml::table& t, std::string_view path, std::string_view key) {
   const toml::node* node = t.get(key);
   if (node == nullptr) return std::nullopt;

@@ -45,6 +45,8 @@ class TomlReader {
   std::optional<bool> boolean(const toml::table& t, std::string_view path, std::string_view key);
   std::optional<int64_t> integer(const toml::table& t, std::string_view path, std::string_view key, int64_t min,
                                  int64_t max);
+  // A percentage: an integer or float from 0 to 100.
+  std::optional<double> percent(const toml::table& t, std::string_view path, std::string_view key);
   // A size: a string with a unit ("512M") or an integer number of bytes.
   std::optional<uint64_t> size(const toml::table& t, std::string_view path, std::string_view key);
   // A duration: a string with units ("5m", "1h30m") or an integer number of seconds.

@@ -474,6 +474,14 @@ Status SimModule::lose_next_write(DevId device) {
   });
 }
 
+Status SimModule::lose_writes_in(DevId device, uint64_t offset_bytes, uint64_t length_bytes) {
+  return store_->update<void>([&](State& s, bool& dirty) -> Status {
+    s.faults.lose_ranges.push_back({device, offset_bytes, length_bytes});
+    dirty = true;
+    return {};
+  });
+}
+
 Status SimModule::set_list_bug(bool on) {
   return store_->update<void>([&](State& s, bool& dirty) -> Status {
     s.faults.list_bug = on;

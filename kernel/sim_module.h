@@ -137,6 +137,11 @@ class SimModule final : public Module {
   // The next write() to `device` changes it but neither raises the CBT map nor
   // lets the fingerprints see it: a lying CBT, for the CBT audit.
   Status lose_next_write(DevId device);
+  // Every later write() to `device` raises no CBT map byte for its bytes inside
+  // [offset, offset + length) (blocks it also writes outside the range are
+  // marked), and the fingerprints follow the data, as for lose_next_write.
+  // Stays until clear_faults().
+  Status lose_writes_in(DevId device, uint64_t offset_bytes, uint64_t length_bytes);
   // The 6.x list bug: when on, each create drops every earlier snapshot from the
   // module's list (they keep their devices and copy-on-write but cannot be found).
   Status set_list_bug(bool on);

@@ -404,6 +404,17 @@ std::string encode_state(const State& state) {
   }
   e.u64(state.faults.lose_next_write.size());
   for (DevId d : state.faults.lose_next_write) e.dev(d);
+  // Appended after the version-1 layout only when there are any, so a state
+  // without lost ranges stays readable by builds that predate them, and theirs
+  // reads here as no ranges.
+  if (!state.faults.lose_ranges.empty()) {
+    e.u64(state.faults.lose_ranges.size());
+    for (const ReadFault& f : state.faults.lose_ranges) {
+      e.dev(f.device);
+      e.u64(f.offset_bytes);
+      e.u64(f.length_bytes);
+    }
+  }
   return e.take();
 }
 
@@ -441,6 +452,16 @@ Result<State> decode_state(std::string_view payload, const std::string& what) {
   }
   n = d.count(8);
   for (uint64_t i = 0; i < n; ++i) s.faults.lose_next_write.push_back(d.dev());
+  if (d.ok() && !d.at_end()) {
+    n = d.count(24);
+    for (uint64_t i = 0; i < n; ++i) {
+      ReadFault f;
+      f.device = d.dev();
+      f.offset_bytes = d.u64();
+      f.length_bytes = d.u64();
+      s.faults.lose_ranges.push_back(f);
+    }
+  }
   if (!d.ok() || !d.at_end()) return fail(ErrorCode::kCorrupt, what + ": malformed state payload");
   return s;
 }

@@ -140,6 +140,9 @@ struct Faults {
   std::optional<uint64_t> storage_limit_sectors;  // cap on filled sectors per snapshot
   std::vector<ReadFault> read_errors;
   std::vector<DevId> lose_next_write;
+  // Every write's bytes inside one of these ranges of its device raise no map
+  // byte (the rest of the write does), until cleared.
+  std::vector<ReadFault> lose_ranges;
 };
 
 struct State {

@@ -93,7 +93,23 @@ Status SimModule::write(const std::string& device_path, uint64_t offset_bytes, s
     if (lost != s.faults.lose_next_write.end()) {
       s.faults.lose_next_write.erase(lost);  // a lying CBT: nothing recorded
     } else {
-      sim::raise_range(t, offset_bytes, data.size(), /*both=*/false);
+      // The pieces of the write outside every lost range of this device.
+      std::vector<std::pair<uint64_t, uint64_t>> marked = {{offset_bytes, offset_bytes + data.size()}};
+      for (const sim::ReadFault& f : s.faults.lose_ranges) {
+        if (f.device != dev) continue;
+        std::vector<std::pair<uint64_t, uint64_t>> next;
+        for (auto [b, e] : marked) {
+          const uint64_t lb = f.offset_bytes, le = f.offset_bytes + f.length_bytes;
+          if (le <= b || lb >= e) {
+            next.emplace_back(b, e);
+            continue;
+          }
+          if (b < lb) next.emplace_back(b, lb);
+          if (le < e) next.emplace_back(le, e);
+        }
+        marked = std::move(next);
+      }
+      for (auto [b, e] : marked) sim::raise_range(t, b, e - b, /*both=*/false);
     }
     if (t.fingerprints_valid && t.block_size > 0) {
       uint64_t first = offset_bytes / t.block_size;

@@ -41,6 +41,7 @@ class DevWriter final : public DeviceWriter {
     rec_.reason = std::move(reason);
     rec_.changed_bytes = changed_bytes;
   }
+  void set_cbt_audit(CbtAudit audit) override { rec_.cbt_audit = std::move(audit); }
   void fail(const Error& error) override {
     std::lock_guard g(mu_);
     if (rec_.complete) {

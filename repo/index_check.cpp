@@ -94,6 +94,7 @@ std::string differs(const GenerationInfo& index, const GenerationInfo& manifest)
     if (a.parent != b.parent) return d + "parent";
     if (a.baseline != b.baseline) return d + "CBT baseline";
     if (a.mode != b.mode || a.reason != b.reason) return d + "mode";
+    if (a.cbt_audit != b.cbt_audit) return d + "CBT audit";
     if (a.changed_bytes != b.changed_bytes || a.read_bytes != b.read_bytes || a.new_bytes != b.new_bytes ||
         a.stored_bytes != b.stored_bytes || a.chunks_changed != b.chunks_changed) {
       return d + "figures";

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
@@ -19,6 +20,42 @@ constexpr size_t kChecksum = 8;
 
 using nlohmann::json;
 
+json audit_to_json(const CbtAudit& a) {
+  char seed[24];
+  std::snprintf(seed, sizeof seed, "%016llx", static_cast<unsigned long long>(a.seed));
+  json missed = json::array();
+  for (const auto& r : a.missed) missed.push_back({{"offset_bytes", r.offset_bytes}, {"length_bytes", r.length_bytes}});
+  return {{"seed", seed},
+          {"percent", a.percent},
+          {"against", a.against},
+          {"unchanged_chunks", a.unchanged_chunks},
+          {"sampled_chunks", a.sampled_chunks},
+          {"sampled_bytes", a.sampled_bytes},
+          {"missed", std::move(missed)}};
+}
+
+// Throws json::exception or std::invalid_argument on a malformed object (the
+// callers turn it into kCorrupt).
+CbtAudit audit_from_json(const json& j) {
+  CbtAudit a;
+  const std::string seed = j.at("seed").get<std::string>();
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(seed.data(), seed.data() + seed.size(), v, 16);
+  if (ec != std::errc() || p != seed.data() + seed.size() || seed.size() != 16) {
+    throw std::invalid_argument("cbt_audit.seed '" + seed + "' is not 16 hex digits");
+  }
+  a.seed = v;
+  a.percent = j.at("percent").get<double>();
+  a.against = j.at("against").get<GenerationId>();
+  a.unchanged_chunks = j.at("unchanged_chunks").get<uint64_t>();
+  a.sampled_chunks = j.at("sampled_chunks").get<uint64_t>();
+  a.sampled_bytes = j.at("sampled_bytes").get<uint64_t>();
+  for (const auto& r : j.at("missed")) {
+    a.missed.push_back({r.at("offset_bytes").get<uint64_t>(), r.at("length_bytes").get<uint64_t>()});
+  }
+  return a;
+}
+
 json device_to_json(const DeviceRecord& d) {
   json j = {{"name", d.name},
             {"size_bytes", d.size_bytes},
@@ -33,6 +70,7 @@ json device_to_json(const DeviceRecord& d) {
             {"chunks_changed", d.chunks_changed}};
   j["parent"] = d.parent ? json(*d.parent) : json(nullptr);
   if (!d.complete) j["error"] = d.error;
+  if (d.cbt_audit) j["cbt_audit"] = audit_to_json(*d.cbt_audit);
   return j;
 }
 
@@ -51,10 +89,22 @@ DeviceRecord device_from_json(const json& j) {
   d.chunks_changed = j.at("chunks_changed").get<uint64_t>();
   if (!j.at("parent").is_null()) d.parent = j.at("parent").get<GenerationId>();
   if (j.contains("error")) d.error = j.at("error").get<std::string>();
+  // Absent in manifests written before the CBT audit existed, and when none ran.
+  if (j.contains("cbt_audit")) d.cbt_audit = audit_from_json(j.at("cbt_audit"));
   return d;
 }
 
 }  // namespace
+
+std::string encode_cbt_audit(const CbtAudit& audit) { return audit_to_json(audit).dump(); }
+
+Result<CbtAudit> decode_cbt_audit(std::string_view text, const std::string& where) {
+  try {
+    return audit_from_json(json::parse(text));
+  } catch (const std::exception& e) {
+    return fail(ErrorCode::kCorrupt, where + ": bad cbt_audit record: " + e.what());
+  }
+}
 
 std::string numbered_name(std::string_view dir, uint64_t id) {
   char buf[32];
@@ -147,7 +197,7 @@ Result<Manifest> Manifest::decode(std::span<const uint8_t> b, const std::string&
     g.host = h.at("host").get<std::string>();
     g.tool_version = h.at("tool_version").get<std::string>();
     for (const auto& d : h.at("devices")) g.devices.push_back(device_from_json(d));
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {  // json::exception, or a bad cbt_audit seed
     return corrupt(std::string("bad header: ") + e.what());
   }
 

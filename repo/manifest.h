@@ -44,6 +44,12 @@ struct Manifest {
   static Result<Manifest> decode(std::span<const uint8_t> bytes, const std::string& where);
 };
 
+// A device's `cbt_audit` object (docs/FORMAT.md) as compact JSON text, as the
+// manifest and the index's generation_devices.cbt_audit hold it. decode gives
+// kCorrupt naming `where` for anything that is not such an object.
+std::string encode_cbt_audit(const CbtAudit& audit);
+Result<CbtAudit> decode_cbt_audit(std::string_view text, const std::string& where);
+
 // "manifests/00000000000000000042"; parse_manifest_name is its inverse
 // (nullopt for any other name, e.g. a leftover temp file).
 std::string manifest_name(GenerationId id);

@@ -27,7 +27,10 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr int kSchemaVersion = 1;
+// 2: generation_devices.cbt_audit. A version-1 index is migrated in place
+// (one ALTER TABLE: the column's default is "no audit ran", which is what
+// every generation recorded before it meant).
+constexpr int kSchemaVersion = 2;
 constexpr uint64_t kMinChunk = 64 << 10;
 constexpr uint64_t kMaxChunk = 16 << 20;
 
@@ -46,6 +49,7 @@ CREATE TABLE generation_devices(generation INTEGER NOT NULL, device INTEGER NOT 
                          parent INTEGER, baseline TEXT NOT NULL, mode TEXT NOT NULL, reason TEXT NOT NULL,
                          changed_bytes INTEGER NOT NULL, read_bytes INTEGER NOT NULL, new_bytes INTEGER NOT NULL,
                          stored_bytes INTEGER NOT NULL, chunks_changed INTEGER NOT NULL,
+                         cbt_audit TEXT NOT NULL DEFAULT '',
                          PRIMARY KEY(generation, device)) WITHOUT ROWID;
 CREATE TABLE chunk_map(device INTEGER NOT NULL, gen_to INTEGER NOT NULL, chunk_index INTEGER NOT NULL,
                        gen_from INTEGER NOT NULL, chunk INTEGER NOT NULL,
@@ -352,6 +356,13 @@ Status Repository::Impl::open_index(bool* created) {
                                              " (upgrade blkvault, or delete the index: the next run rebuilds it "
                                              "from packs and manifests)");
   }
+  if (*version == 1) {
+    BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
+    BLKVAULT_TRY(db->exec("ALTER TABLE generation_devices ADD COLUMN cbt_audit TEXT NOT NULL DEFAULT ''"));
+    BLKVAULT_TRY(db->exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));
+    BLKVAULT_TRY(tx.commit());
+    *version = kSchemaVersion;
+  }
   if (*version != kSchemaVersion) {
     return fail(ErrorCode::kCorrupt, "index " + index_path() + " has schema version " + std::to_string(*version) +
                                          ", expected " + std::to_string(kSchemaVersion));
@@ -457,7 +468,7 @@ Status Repository::Impl::insert_device_record(GenerationId gen, const DeviceReco
   BLKVAULT_TRY_ASSIGN(auto st, db->prepare(
                                    "INSERT INTO generation_devices(generation, device, position, size_bytes, complete, error, "
                                    "parent, baseline, mode, reason, changed_bytes, read_bytes, new_bytes, stored_bytes, "
-                                   "chunks_changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                   "chunks_changed, cbt_audit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   st.bind(1, static_cast<int64_t>(gen)).bind(2, dev).bind(3, pos.value_or(0));
   st.bind(4, static_cast<int64_t>(d.size_bytes)).bind(5, int64_t{d.complete ? 1 : 0}).bind(6, d.error);
   if (d.parent) {
@@ -469,6 +480,7 @@ Status Repository::Impl::insert_device_record(GenerationId gen, const DeviceReco
   st.bind(11, static_cast<int64_t>(d.changed_bytes)).bind(12, static_cast<int64_t>(d.read_bytes));
   st.bind(13, static_cast<int64_t>(d.new_bytes)).bind(14, static_cast<int64_t>(d.stored_bytes));
   st.bind(15, static_cast<int64_t>(d.chunks_changed));
+  st.bind(16, d.cbt_audit ? encode_cbt_audit(*d.cbt_audit) : std::string());
   return st.run();
 }
 
@@ -496,7 +508,7 @@ Result<std::vector<GenerationInfo>> Repository::Impl::load_generations(std::opti
   BLKVAULT_TRY_ASSIGN(auto d, db->prepare(
                                   "SELECT gd.generation, dv.name, gd.size_bytes, gd.complete, gd.error, gd.parent, gd.baseline, "
                                   "gd.mode, gd.reason, gd.changed_bytes, gd.read_bytes, gd.new_bytes, gd.stored_bytes, "
-                                  "gd.chunks_changed FROM generation_devices gd JOIN devices dv ON dv.id = gd.device" +
+                                  "gd.chunks_changed, gd.cbt_audit FROM generation_devices gd JOIN devices dv ON dv.id = gd.device" +
                                   dwhere + " ORDER BY gd.generation, gd.position"));
   for (;;) {
     BLKVAULT_TRY_ASSIGN(bool row, d.step());
@@ -517,6 +529,10 @@ Result<std::vector<GenerationInfo>> Repository::Impl::load_generations(std::opti
     r.new_bytes = static_cast<uint64_t>(d.int64(11));
     r.stored_bytes = static_cast<uint64_t>(d.int64(12));
     r.chunks_changed = static_cast<uint64_t>(d.int64(13));
+    if (std::string audit = d.text(14); !audit.empty()) {
+      BLKVAULT_TRY_ASSIGN(r.cbt_audit, decode_cbt_audit(audit, "index " + index_path() + ": generation " +
+                                                                   std::to_string(it->first) + " device " + r.name));
+    }
     out[it->second].devices.push_back(std::move(r));
   }
   return out;
@@ -566,6 +582,39 @@ Result<std::vector<std::optional<ChunkId>>> Repository::Impl::live_chunks_at(int
     }
     out.push_back(*row ? std::optional<ChunkId>(to_chunk_id(q.blob(0))) : std::nullopt);
     q.reset();
+  }
+  return out;
+}
+
+Result<std::vector<std::optional<ChunkId>>> Repository::Impl::chunk_ids_locked(GenerationId generation,
+                                                                                std::string_view device,
+                                                                                std::span<const uint64_t> indexes) {
+  if (!std::is_sorted(indexes.begin(), indexes.end())) {
+    return fail(ErrorCode::kInternal, "chunk_ids: the chunk indexes are not sorted");
+  }
+  std::vector<std::optional<ChunkId>> out(indexes.size());
+  if (indexes.empty()) return out;
+  BLKVAULT_TRY_ASSIGN(auto gens, load_generations(generation));
+  if (gens.empty()) return fail(ErrorCode::kNotFound, "generation " + std::to_string(generation) + " does not exist");
+  const DeviceRecord* rec = gens.front().device(device);
+  if (rec == nullptr || !rec->complete) {
+    return fail(ErrorCode::kNotFound, "generation " + std::to_string(generation) + " holds no complete copy of " +
+                                          std::string(device));
+  }
+  BLKVAULT_TRY_ASSIGN(int64_t dev, device_rowid(rec->name, false));
+  // The same pass as device_image_locked, narrowed to the wanted range.
+  BLKVAULT_TRY_ASSIGN(auto q, db->prepare(
+                                  "SELECT m.chunk_index, c.hash FROM chunk_map m JOIN chunks c ON c.id = m.chunk "
+                                  "WHERE m.device = ? AND m.gen_to > ? AND m.gen_from <= ? "
+                                  "AND m.chunk_index >= ? AND m.chunk_index <= ?"));
+  q.bind(1, dev).bind(2, static_cast<int64_t>(generation)).bind(3, static_cast<int64_t>(generation));
+  q.bind(4, static_cast<int64_t>(indexes.front())).bind(5, static_cast<int64_t>(indexes.back()));
+  for (;;) {
+    BLKVAULT_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    const auto index = static_cast<uint64_t>(q.int64(0));
+    auto it = std::lower_bound(indexes.begin(), indexes.end(), index);
+    if (it != indexes.end() && *it == index) out[static_cast<size_t>(it - indexes.begin())] = to_chunk_id(q.blob(1));
   }
   return out;
 }
@@ -1111,6 +1160,12 @@ Result<GenerationId> Repository::resolve(std::string_view spec) {
 Result<std::optional<LastGood>> Repository::last_good(std::string_view device) {
   std::lock_guard guard(impl_->mu);
   return impl_->last_good_locked(device);
+}
+
+Result<std::vector<std::optional<ChunkId>>> Repository::chunk_ids(GenerationId generation, std::string_view device,
+                                                                  std::span<const uint64_t> indexes) {
+  std::lock_guard g(impl_->mu);
+  return impl_->chunk_ids_locked(generation, device, indexes);
 }
 
 Result<DeviceImage> Repository::device_image(GenerationId generation, std::string_view device) {

@@ -82,6 +82,25 @@ Status init_repository(const std::string& path, const InitOptions& options);
 enum class GenerationState { kInProgress, kComplete, kPartial, kFailed, kPruned };
 std::string_view to_string(GenerationState state);  // "in-progress", "complete", ...
 
+// What the CBT audit of an incremental backup checked and found
+// (docs/FORMAT.md, "Manifests": `cbt_audit`). The repository only stores it.
+struct CbtAudit {
+  struct Range {
+    uint64_t offset_bytes = 0;
+    uint64_t length_bytes = 0;
+    bool operator==(const Range&) const = default;
+  };
+  uint64_t seed = 0;              // the run's seed (replay: backup --cbt-audit-seed)
+  double percent = 0;             // the sample rate asked for
+  GenerationId against = 0;       // the generation whose chunk map was compared
+  uint64_t unchanged_chunks = 0;  // chunks the CBT called unchanged (the population)
+  uint64_t sampled_chunks = 0;    // re-read and compared
+  uint64_t sampled_bytes = 0;
+  std::vector<Range> missed;      // merged byte ranges that differed: writes the CBT missed
+  bool missed_write() const { return !missed.empty(); }
+  bool operator==(const CbtAudit&) const = default;
+};
+
 // One device in one generation.
 struct DeviceRecord {
   std::string name;                  // the device as the user named it ("/dev/sdb")
@@ -98,6 +117,7 @@ struct DeviceRecord {
   uint64_t stored_bytes = 0;         // what those took in packs (headers included)
   uint64_t chunks_changed = 0;       // map entries recorded: chunks that differ from the
                                      // parent (every non-zero chunk without a parent)
+  std::optional<CbtAudit> cbt_audit;  // nullopt: no audit ran (full read, --cbt-audit 0, older blkvault)
 };
 
 struct GenerationInfo {
@@ -256,6 +276,7 @@ class DeviceWriter {
   // What to record for the device; call before commit.
   virtual void set_baseline(std::string baseline) = 0;
   virtual void set_mode(std::string mode, std::string reason, uint64_t changed_bytes) = 0;
+  virtual void set_cbt_audit(CbtAudit audit) = 0;
   // Marks the device failed: with commit(partial=true) the generation is kept
   // without it; with commit(partial=false) commit fails.
   virtual void fail(const Error& error) = 0;
@@ -343,6 +364,13 @@ class Repository {
   // kNotFound when the generation lacks the device; kInvalidArgument when the
   // device failed in it.
   Result<DeviceImage> device_image(GenerationId generation, std::string_view device);
+  // The chunk ids of `device` at `generation` for the chunk indexes in
+  // `indexes` (REQUIRES: sorted ascending), from the index in one pass over the
+  // device's map: nullopt where the chunk reads as zeros. Same errors as
+  // device_image(). Used by the CBT audit, which only ever errs towards a full
+  // read, so the index is not cross-checked against the manifests here.
+  Result<std::vector<std::optional<ChunkId>>> chunk_ids(GenerationId generation, std::string_view device,
+                                                        std::span<const uint64_t> indexes);
   // Reads, checks (hash, size) and decompresses one chunk of `image`. Thread-safe.
   Result<std::vector<uint8_t>> read_chunk(const DeviceImage& image, const ChunkRef& ref, ChunkCodec& codec);
   // Writes the image to `sink` with `threads` workers, checking every chunk.

@@ -84,6 +84,8 @@ struct Repository::Impl {
   // primary-key lookup each: O(indices), whatever the size of the map.
   Result<std::vector<std::optional<ChunkId>>> live_chunks_at(int64_t device, const std::vector<uint64_t>& indices);
   Result<DeviceImage> device_image_locked(GenerationId generation, std::string_view device);
+  Result<std::vector<std::optional<ChunkId>>> chunk_ids_locked(GenerationId generation, std::string_view device,
+                                                               std::span<const uint64_t> indexes);
 };
 
 // Codecs (each holds zstd contexts) reused by worker threads. Thread-safe.

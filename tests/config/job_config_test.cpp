@@ -380,6 +380,33 @@ TEST(JobConfig, SampleConfigIsValid) {
   EXPECT_EQ(r->config.jobs[1].diff_storage.limit_bytes, 64ull << 30);
   EXPECT_EQ(r->config.jobs[0].limits.read, "");
   EXPECT_EQ(r->config.jobs[1].limits.read, "auto:200");
+  EXPECT_EQ(r->config.cbt_audit_percent, 1.0);
+  EXPECT_EQ(r->config.jobs[0].cbt_audit_percent, 1.0);
+  EXPECT_EQ(r->config.jobs[1].cbt_audit_percent, 0.5);
+}
+
+TEST(JobConfig, CbtAuditDefaultsToOnePercentAndAJobMayOverrideIt) {
+  CheckResult none = check_text("[repository]\npath = \"/r\"\n[job.a]\ndevices = [\"/dev/a\"]\n", "t.toml");
+  ASSERT_TRUE(none.ok()) << to_string(none.problems.front());
+  EXPECT_EQ(none.config.jobs[0].cbt_audit_percent, 1.0);
+  CheckResult set = check_text(
+      "cbt-audit = 5\n[repository]\npath = \"/r\"\n[job.a]\ndevices = [\"/dev/a\"]\n"
+      "[job.b]\ndevices = [\"/dev/b\"]\ncbt-audit = 0\n[job.c]\ndevices = [\"/dev/c\"]\ncbt-audit = 0.25\n",
+      "t.toml");
+  ASSERT_TRUE(set.ok()) << to_string(set.problems.front());
+  EXPECT_EQ(set.config.cbt_audit_percent, 5.0);
+  EXPECT_EQ(set.config.jobs[0].cbt_audit_percent, 5.0);
+  EXPECT_EQ(set.config.jobs[1].cbt_audit_percent, 0.0);
+  EXPECT_EQ(set.config.jobs[2].cbt_audit_percent, 0.25);
+}
+
+TEST(JobConfig, CbtAuditOutsideZeroToHundredOrNotANumberIsAProblem) {
+  EXPECT_EQ(problems_of("cbt-audit = 101\n[repository]\npath = \"/r\"\n"),
+            (Lines{"t.toml:1:13: cbt-audit: 101 is not a percentage from 0 to 100"}));
+  EXPECT_EQ(problems_of("[repository]\npath = \"/r\"\n[job.a]\ndevices = [\"/dev/a\"]\ncbt-audit = -1\n"),
+            (Lines{"t.toml:5:13: job.a.cbt-audit: -1 is not a percentage from 0 to 100"}));
+  EXPECT_EQ(problems_of("[repository]\npath = \"/r\"\n[job.a]\ndevices = [\"/dev/a\"]\ncbt-audit = \"1%\"\n"),
+            (Lines{"t.toml:5:13: job.a.cbt-audit: expected a number (a percentage from 0 to 100)"}));
 }
 
 // The example in docs/CONFIG.md (the indented block under "### Example") must pass.

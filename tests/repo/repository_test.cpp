@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "repo/manifest.h"
+#include "repo/sqlite.h"
 #include "repo_support.h"
 
 namespace blkvault::repo {
@@ -499,6 +500,132 @@ TEST_F(RepositoryTest, ResolveRejectsMalformedAndUnknownIds) {
   auto unknown = repo->resolve("42");
   ASSERT_FALSE(unknown);
   EXPECT_EQ(unknown.error().message(), "generation 42 does not exist");
+}
+
+CbtAudit sample_audit(GenerationId against) {
+  CbtAudit a;
+  a.seed = 0xfedcba9876543210ull;  // above 2^53: must survive as text
+  a.percent = 0.5;
+  a.against = against;
+  a.unchanged_chunks = 19;
+  a.sampled_chunks = 16;
+  a.sampled_bytes = 16 * kChunk;
+  a.missed = {{kChunk, 2 * kChunk}, {7 * kChunk, kChunk}};
+  return a;
+}
+
+TEST_F(RepositoryTest, ACbtAuditIsRecordedInManifestAndIndexAndSurvivesARebuild) {
+  init();
+  std::mt19937_64 rng(11);
+  SimDevice a{"a", std::vector<uint8_t>(20 * kChunk)};
+  a.mutate(rng, 10);
+  auto repo = open(true);
+  ASSERT_TRUE(repo);
+  auto g1 = backup(*repo, {&a}, true);
+  ASSERT_TRUE(g1) << g1.error().message();
+  // The audit's lookup: the chunk ids of some indexes, zeros as nullopt.
+  auto img = repo->device_image(g1->id, "a");
+  ASSERT_TRUE(img);
+  std::vector<uint64_t> want = {0, 3, 4, 19};
+  auto ids = repo->chunk_ids(g1->id, "a", want);
+  ASSERT_TRUE(ids) << ids.error().message();
+  for (size_t i = 0; i < want.size(); ++i) {
+    std::optional<ChunkId> expect;
+    for (const auto& r : img->chunks) {
+      if (r.chunk_index == want[i]) expect = r.id;
+    }
+    EXPECT_EQ((*ids)[i], expect) << "chunk " << want[i];
+  }
+  EXPECT_FALSE(repo->chunk_ids(g1->id, "nope", want));
+
+  auto w = repo->begin_generation("h", "t");
+  ASSERT_TRUE(w);
+  auto dw = (*w)->add_device("a", a.bytes.size(), false);
+  ASSERT_TRUE(dw);
+  for (uint64_t c = 0; c < 20; ++c) ASSERT_TRUE((*dw)->put(c, std::span(a.bytes).subspan(c * kChunk, kChunk)));
+  (*dw)->set_mode("full", "the CBT audit found a write the CBT map missed", a.bytes.size());
+  (*dw)->set_cbt_audit(sample_audit(g1->id));
+  auto g2 = (*w)->commit(false);
+  ASSERT_TRUE(g2) << g2.error().message();
+  ASSERT_TRUE(g2->devices[0].cbt_audit);
+  EXPECT_EQ(*g2->devices[0].cbt_audit, sample_audit(g1->id));
+
+  auto check = [&](Repository& r, const std::string& when) {
+    SCOPED_TRACE(when);
+    auto gens = r.generations();
+    ASSERT_TRUE(gens) << gens.error().message();
+    ASSERT_EQ(gens->size(), 2u);
+    EXPECT_FALSE((*gens)[0].devices[0].cbt_audit);
+    ASSERT_TRUE((*gens)[1].devices[0].cbt_audit);
+    EXPECT_EQ(*(*gens)[1].devices[0].cbt_audit, sample_audit(g1->id));
+    auto report = r.verify({}, nullptr, {});
+    ASSERT_TRUE(report) << report.error().message();
+    EXPECT_TRUE(report->clean()) << (report->problems.empty() ? "" : report->problems.front());
+  };
+  check(*repo, "as committed");
+  repo.reset();
+  for (const char* s : {"", "-wal", "-shm"}) fs::remove(repo_path() + "/index.sqlite" + s);
+  auto rebuilt = open(false);
+  ASSERT_TRUE(rebuilt);
+  check(*rebuilt, "index rebuilt from the manifests");
+}
+
+TEST_F(RepositoryTest, AVersionOneIndexIsMigratedInPlace) {
+  init();
+  std::mt19937_64 rng(12);
+  SimDevice a{"a", std::vector<uint8_t>(5 * kChunk)};
+  a.mutate(rng, 5);
+  {
+    auto repo = open(true);
+    ASSERT_TRUE(backup(*repo, {&a}, true));
+  }
+  {  // What blkvault wrote before the CBT audit: no column, user_version 1.
+    auto db = sql::Db::open(repo_path() + "/index.sqlite");
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->exec("ALTER TABLE generation_devices DROP COLUMN cbt_audit"));
+    ASSERT_TRUE(db->exec("INSERT INTO generations(id, state, started_ms, finished_ms, host, tool_version, error) "
+                         "VALUES (99, 'failed', 1, 2, 'h', 'old', 'only in the index')"));
+    ASSERT_TRUE(db->exec("PRAGMA user_version=1"));
+  }
+  auto repo = open(false);
+  ASSERT_TRUE(repo);
+  auto gens = repo->generations();
+  ASSERT_TRUE(gens) << gens.error().message();
+  ASSERT_EQ(gens->size(), 2u);  // migrated, not rebuilt: the failed run's record is still there
+  EXPECT_EQ((*gens)[1].error, "only in the index");
+  EXPECT_FALSE((*gens)[0].devices[0].cbt_audit);
+  auto db = sql::Db::open(repo_path() + "/index.sqlite");
+  ASSERT_TRUE(db);
+  EXPECT_EQ(db->query_int("PRAGMA user_version")->value_or(0), 2);
+  expect_restores(*repo, 1, a, a.bytes);
+}
+
+TEST(ManifestTest, CarriesACbtAuditAndReadsManifestsWithoutOne) {
+  Manifest m;
+  m.repository_id = "abc";
+  m.chunk_size = kChunk;
+  m.generation.id = 8;
+  m.generation.state = GenerationState::kComplete;
+  DeviceRecord d;
+  d.name = "/dev/sda";
+  d.size_bytes = 20 * kChunk;
+  m.generation.devices.push_back(d);  // no audit: the field is left out, as before it existed
+  d.name = "/dev/sdb";
+  d.cbt_audit = sample_audit(7);
+  m.generation.devices.push_back(d);
+  m.deltas = {{}, {}};
+  const auto bytes = m.encode();
+  const std::string text(bytes.begin(), bytes.end());
+  EXPECT_EQ(text.find("cbt_audit"), text.rfind("cbt_audit"));  // once: only /dev/sdb has one
+  EXPECT_NE(text.find("\"seed\":\"fedcba9876543210\""), std::string::npos) << text;
+  auto back = Manifest::decode(bytes, "m");
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_FALSE(back->generation.devices[0].cbt_audit);
+  ASSERT_TRUE(back->generation.devices[1].cbt_audit);
+  EXPECT_EQ(*back->generation.devices[1].cbt_audit, sample_audit(7));
+  auto bad = decode_cbt_audit("{\"seed\":\"12\"}", "x");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::kCorrupt);
 }
 
 TEST(ManifestTest, RoundTripsAndDetectsDamage) {
