@@ -27,6 +27,7 @@
 #include "app/commands.h"
 #include "app/module_access.h"
 #include "app/pipeline.h"
+#include "app/repair_commands.h"
 #include "app/repo_access.h"
 #include "app/subprocess.h"
 #include "cbt/changed_extents.h"
@@ -61,6 +62,9 @@ size_t worker_count() { return std::clamp<size_t>(std::thread::hardware_concurre
 struct DeviceStart {
   std::optional<cbt::Baseline> baseline;
   std::string baseline_problem;  // why a recorded baseline was not usable
+  // Chunks its generations reference and no pack holds (repair packs moved
+  // them aside): their ranges are read whatever the CBT says.
+  std::vector<repo::MissingChunk> missing;
 };
 
 class BackupRun {
@@ -104,6 +108,9 @@ class BackupRun {
     if (!report.incremental) {
       report.changed_bytes = size;
       extents = {ByteExtent{0, size}};
+    }
+    if (report.incremental && !start.missing.empty()) {
+      extents = add_rereads(std::move(extents), start.missing, chunk, size);
     }
 
     BLKVAULT_TRY_ASSIGN(writer, gen_.add_device(d.path, size, report.incremental));
@@ -189,6 +196,9 @@ Result<snapshot::SessionOptions> session_options(const Context& ctx, const Backu
 
 Result<DeviceStart> device_start(repo::Repository& repository, const std::string& device) {
   DeviceStart start;
+  auto missing = repository.missing_chunks(device);
+  if (!missing) return fail(std::move(missing).error().wrap("looking up the missing chunks of " + device));
+  start.missing = std::move(*missing);
   auto last = repository.last_good(device);
   if (!last) return fail(std::move(last).error().wrap("looking up the last backup of " + device));
   if (*last && !(*last)->record.baseline.empty()) {
@@ -336,6 +346,9 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   auto info = gen->commit(opts.partial);
   if (!info) return fail(std::move(info).error().wrap(fmt::format("committing generation {}", gen->id())));
   if (opts.on_commit) opts.on_commit(info->id);
+  for (size_t i = 0; i < opts.devices.size(); ++i) {
+    report_rereads(ctx.out, *repository, *info, opts.devices[i], starts[i].missing);
+  }
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   print_backup_report(ctx.out, *info, reports, seconds);
   return partial_failure(*info, reports);
