@@ -264,6 +264,35 @@ TEST_F(RepairCliTest, WhenTheSourceChangedTheOlderGenerationStaysDamagedAndTheRe
   EXPECT_FALSE(fs::exists(dir_ / "old.img"));
 }
 
+TEST_F(RepairCliTest, APackThatIsGoneIsForgottenAndTheNextBackupStoresItsChunksAgain) {
+  // One generation, so that everything the pack held is still on the source.
+  init_repo();
+  a_ = make_device("a.img", kSize, 23);
+  backup_ok({a_});
+  image_[1] = restore_bytes("1", a_);
+  const Blob in = blob_of(1, kBad);
+  fs::remove(repo_ + "/" + in.pack);
+  auto dry = bv({"--json", "repair", "packs"});
+  EXPECT_EQ(dry.exit_status, 3) << dry.err;
+  auto j = nlohmann::json::parse(dry.out);
+  ASSERT_GE(j["damaged"].get<int>(), 1) << j.dump();
+  EXPECT_EQ(j["bad_chunks"][0]["what"].get<std::string>().find(": pack " + in.pack + " is gone"),
+            j["bad_chunks"][0]["what"].get<std::string>().size() - (": pack " + in.pack + " is gone").size())
+      << j.dump();
+  auto apply = bv({"--json", "repair", "packs", "--apply"});
+  ASSERT_EQ(apply.exit_status, 0) << apply.out << apply.err;
+  j = nlohmann::json::parse(apply.out);
+  ASSERT_EQ(j["moved"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["moved"][0]["pack"], in.pack);
+  EXPECT_TRUE(j["moved"][0]["copy"].is_null()) << "nothing to copy";
+  EXPECT_TRUE(fs::exists(repo_ + "/damaged/" + in.pack + ".json"));
+  backup_ok({a_});
+  EXPECT_EQ(restore_bytes("1", a_), image_[1]);
+  EXPECT_EQ(restore_bytes("2", a_), image_[1]);
+  auto clean = bv({"verify", "--data"});
+  EXPECT_EQ(clean.exit_status, 0) << clean.out << clean.err;
+}
+
 TEST_F(RepairCliTest, RepairPacksKilledAtAnyCrashPointLeavesTheRepositoryConsistentAndARerunFinishes) {
   two_generations();
   const Blob bad = blob_of(1, kBad);
