@@ -17,6 +17,7 @@
 #include "app/key_commands.h"
 #include "app/maintenance_commands.h"
 #include "app/recovery_commands.h"
+#include "app/repair_commands.h"
 #include "app/run_commands.h"
 #include "app/schedule_commands.h"
 #include "app/sim_commands.h"
@@ -28,7 +29,7 @@ constexpr const char* kExitCodesHelp = R"(Exit status:
   0    success
   1    the operation failed (I/O error, full disk, device error, module refused)
   2    bad usage or input (option, device, generation id, config, repository path)
-  3    verify or restore found damaged data
+  3    verify, restore or repair found damaged data (repair: and did not repair it)
   4    the repository is locked by another process
   5    kernel module missing, wrong ABI version, or not root
   6    wrong passphrase, or the repository's key is missing
@@ -116,6 +117,8 @@ int run_cli(int argc, char** argv) {
   maintenance_cmds.add_to(cli);
   RecoveryCommands recovery_cmds;
   recovery_cmds.add_to(cli);
+  RepairCommands repair_cmds;
+  repair_cmds.add_to(cli);
   SimCommands sim_cmds;
   sim_cmds.add_to(cli);
   ConfigCommands config_cmds;
@@ -163,6 +166,8 @@ int run_cli(int argc, char** argv) {
     st = maintenance_cmds.run(ctx);
   } else if (recovery_cmds.parsed()) {
     st = recovery_cmds.run(ctx);
+  } else if (repair_cmds.parsed()) {
+    st = repair_cmds.run(ctx);
   } else if (sim_cmds.parsed()) {
     st = sim_cmds.run(ctx);
   } else if (config_cmds.parsed()) {

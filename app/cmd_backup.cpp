@@ -32,6 +32,7 @@
 #include "app/io_throttle.h"
 #include "app/module_access.h"
 #include "app/pipeline.h"
+#include "app/repair_commands.h"
 #include "app/repo_access.h"
 #include "app/subprocess.h"
 #include "cbt/changed_extents.h"
@@ -70,6 +71,9 @@ struct DeviceStart {
   // audit compares with, and the device's size in it.
   std::optional<repo::GenerationId> parent;
   uint64_t parent_size_bytes = 0;
+  // Chunks its generations reference and no pack holds (repair packs moved
+  // them aside): their ranges are read whatever the CBT says.
+  std::vector<repo::MissingChunk> missing;
 };
 
 class BackupRun {
@@ -132,6 +136,9 @@ class BackupRun {
     if (!report.incremental) {
       report.changed_bytes = size;
       extents = {ByteExtent{0, size}};
+    }
+    if (report.incremental && !start.missing.empty()) {
+      extents = add_rereads(std::move(extents), start.missing, chunk, size);
     }
 
     BLKVAULT_TRY_ASSIGN(writer, gen_.add_device(d.path, size, report.incremental));
@@ -251,6 +258,9 @@ Result<snapshot::SessionOptions> session_options(const Context& ctx, const Backu
 
 Result<DeviceStart> device_start(repo::Repository& repository, const std::string& device) {
   DeviceStart start;
+  auto missing = repository.missing_chunks(device);
+  if (!missing) return fail(std::move(missing).error().wrap("looking up the missing chunks of " + device));
+  start.missing = std::move(*missing);
   auto last = repository.last_good(device);
   if (!last) return fail(std::move(last).error().wrap("looking up the last backup of " + device));
   if (*last) {
@@ -432,6 +442,9 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   auto info = gen->commit(opts.partial);
   if (!info) return fail(std::move(info).error().wrap(fmt::format("committing generation {}", gen->id())));
   if (opts.on_commit) opts.on_commit(info->id);
+  for (size_t i = 0; i < opts.devices.size(); ++i) {
+    report_rereads(ctx.out, *repository, *info, opts.devices[i], starts[i].missing);
+  }
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   nlohmann::json report = print_backup_report(ctx.out, *info, reports, seconds,
                                               LimitsReport{limits.read_json(), limits.upload_json(), limits.text_lines()});

@@ -756,6 +756,10 @@ Status Repository::Impl::replay_manifests() {
 
   // Packs the index does not know: learn their chunks from their trailers.
   BLKVAULT_TRY_ASSIGN(auto packs, storage->list("packs/"));
+  // Packs repair moved aside (a copy under damaged/) are not the truth any
+  // more, even when a killed repair left them in packs/ (docs/FORMAT.md).
+  BLKVAULT_TRY_ASSIGN(auto moved_aside, storage->list("damaged/"));
+  const std::set<std::string> aside(moved_aside.begin(), moved_aside.end());
   {
     BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
     BLKVAULT_TRY_ASSIGN(auto known_pack, db->prepare("SELECT 1 FROM packs WHERE name = ?"));
@@ -765,7 +769,7 @@ Status Repository::Impl::replay_manifests() {
     BLKVAULT_TRY_ASSIGN(auto add, db->prepare(
                                       "INSERT OR IGNORE INTO chunks(hash, pack, offset, length, raw_size) VALUES (?, ?, ?, ?, ?)"));
     for (const auto& name : packs) {
-      if (name.find(".tmp-") != std::string::npos) continue;
+      if (name.find(".tmp-") != std::string::npos || aside.count("damaged/" + name)) continue;
       known_pack.bind(1, name);
       BLKVAULT_TRY_ASSIGN(bool is_known, known_pack.step());
       known_pack.reset();
@@ -915,6 +919,10 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   // does not know, or no usable index) and no writer is active: taking the
   // lock for that moment must not make a starting backup fail.
   std::lock_guard guard(impl->mu);
+  if (options.index_as_is) {
+    impl->open_index_as_is();
+    return std::unique_ptr<Repository>(new Repository(std::move(impl)));
+  }
   bool created = false;
   auto opened = impl->open_index(&created);
   bool rebuild = !opened && opened.error().code() == ErrorCode::kCorrupt;
@@ -1197,6 +1205,7 @@ Status Repository::rebuild_index() {
   impl_->db.reset();
   impl_->remove_index_files();
   BLKVAULT_TRY(impl_->open_index());
+  impl_->index_problem.reset();
   return impl_->sync_index();
 }
 

@@ -263,6 +263,10 @@ struct DeviceDiff;  // repo/diff.h
 class RestoreSource;  // repo/delta_restore.h
 struct DeltaOptions;
 struct DeltaStats;
+struct IndexCheck;  // repo/repair.h
+struct RepairPacksOptions;
+struct RepairPacksReport;
+struct MissingChunk;
 
 // Writes one device of a generation. put() may be called from many threads at
 // once; a chunk index is put at most once. Chunks never put are inherited from
@@ -324,6 +328,10 @@ struct OpenOptions {
   // shared limit (s3::ClientOptions::upload_limiter). Ignored for a directory.
   // Null: no limit.
   std::shared_ptr<RateLimiter> upload_limiter;
+  // repair index: leave the index as it is (never create, rebuild or replay
+  // it on open). When it is missing or unusable no index is open: then only
+  // config(), storage(), check_index() and rebuild_index() may be called.
+  bool index_as_is = false;
 };
 
 // The last generation in which a device completed: what an incremental backup
@@ -404,6 +412,16 @@ class Repository {
 
   // Recreates the index from packs and manifests. REQUIRES: opened with write.
   Status rebuild_index();
+
+  // Repairs (repo/repair.h). check_index: what is wrong with the index as
+  // opened (REQUIRES: opened with index_as_is). repair_packs: finds damaged
+  // and missing chunks; with apply moves damaged blobs aside (REQUIRES: opened
+  // with write for apply). missing_chunks: what the next backup of `device`
+  // must re-read whatever its CBT says.
+  Result<IndexCheck> check_index();
+  Result<RepairPacksReport> repair_packs(const RepairPacksOptions& options, const CancelToken* cancel,
+                                         const std::function<void(uint64_t bytes)>& progress);
+  Result<std::vector<MissingChunk>> missing_chunks(std::string_view device);
 
   // Key management of an encrypted repository (kInvalidArgument when it is
   // not encrypted). REQUIRES: opened with write, except list_keys/paper_key.

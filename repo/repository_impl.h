@@ -39,6 +39,9 @@ struct Repository::Impl {
   std::string key_id;                // the key file that opened it ("" from a paper key)
   std::string key_file;              // keyfile mode: its path
   std::string index_file;           // <repo>/index.sqlite, or in the cache dir when encrypted
+  // Opened with index_as_is: why no index is open (missing, damaged, newer), if so.
+  std::optional<Error> index_problem;
+  bool index_problem_newer = false;
 
   Logger& logger() { return log != nullptr ? *log : null_log; }
   std::string index_path() const { return index_file; }
@@ -60,6 +63,9 @@ struct Repository::Impl {
   // Opens (creating when missing) the index; `*created` says it was new.
   Status open_index(bool* created = nullptr);
   Status create_schema();
+  // index_as_is (repair.cpp): opens the index only when it exists and is
+  // usable, recording why not in index_problem otherwise. Never writes.
+  void open_index_as_is();
   // The committed generations whose manifests the index does not know yet.
   Result<std::vector<GenerationId>> unindexed_manifests();
   // Tombstones ("pruned/<id>") whose generation the index does not show pruned.
