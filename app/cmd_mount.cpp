@@ -1,7 +1,8 @@
 // `blkvault mount [--generation ID|latest] MOUNTPOINT`: a read-only FUSE
 // filesystem (libfuse3) serving the device images of a generation — one file
 // per device — or, without --generation, a folder per committed generation.
-// Reads go through MountReader (app/mount_reader.h): chunk cache, read-ahead,
+// Reads go through MountReader (app/mount_reader.h): a bounded chunk cache
+// (--cache-size, 64 MiB by default), read-ahead for sequential readers,
 // EIO (logged with the range) for a damaged chunk. It runs in the foreground
 // until `fusermount3 -u MOUNTPOINT` (or `umount`) or SIGINT/SIGTERM/SIGHUP,
 // which unmount.
@@ -26,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "app/mount_reader.h"
+#include "app/output.h"
 #include "app/recovery_commands.h"
 #include "app/repo_access.h"
 #include "app/restore_lookup.h"
@@ -34,8 +36,6 @@
 
 namespace blkvault::app {
 namespace {
-
-constexpr uint64_t kCacheBytes = 256ull << 20;
 
 // "/dev/sda" -> "dev_sda.img": one path component, recognisable.
 std::string image_file_name(const std::string& device) {
@@ -202,6 +202,12 @@ Status check_fuse() {
 }  // namespace
 
 Status cmd_mount(Context& ctx, const MountOptions& opts) {
+  uint64_t cache_bytes = MountReader::kDefaultCacheBytes;
+  if (!opts.cache_size.empty()) {
+    auto parsed = parse_size(opts.cache_size);
+    if (!parsed) return fail(std::move(parsed).error().wrap("--cache-size"));
+    cache_bytes = *parsed;
+  }
   BLKVAULT_TRY(check_fuse());
   BLKVAULT_TRY(check_mountpoint(opts.mountpoint));
   BLKVAULT_TRY_ASSIGN(auto repository, open_repository(ctx, /*write=*/false));
@@ -234,7 +240,7 @@ Status cmd_mount(Context& ctx, const MountOptions& opts) {
       if (!t.per_generation) shown.push_back(name);
     }
   }
-  MountReader reader(*repository, kCacheBytes);
+  MountReader reader(*repository, cache_bytes);
   t.reader = &reader;
 
   fuse_operations ops{};

@@ -105,6 +105,8 @@ void RecoveryCommands::add_to(CLI::App& cli) {
                                        "Ctrl-C or fusermount3 -u");
   mount_->add_option("--generation,-g", mount_opts_.generation,
                      "One generation (id or 'latest'): its images at the top; default: a folder per generation");
+  mount_->add_option("--cache-size", mount_opts_.cache_size,
+                     "Decompressed chunks kept in memory (default 64M; at least 4 chunks)");
   mount_->add_option("mountpoint", mount_opts_.mountpoint, "An empty directory")->required();
 }
 

@@ -22,6 +22,7 @@ Status cmd_diff(Context& ctx, const DiffOptions& opts);
 struct MountOptions {
   std::string generation;  // empty: every committed generation, a folder each
   std::string mountpoint;
+  std::string cache_size;  // empty: MountReader::kDefaultCacheBytes
 };
 Status cmd_mount(Context& ctx, const MountOptions& opts);
 

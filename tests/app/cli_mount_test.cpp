@@ -193,7 +193,7 @@ TEST_F(MountCliTest, WithoutAGenerationEachGenerationIsAFolder) {
   std::filesystem::create_directory(mp);
   std::string name = a.substr(1);
   std::replace(name.begin(), name.end(), '/', '_');
-  auto m = mount({mp}, mp + "/2/" + name);
+  auto m = mount({"--cache-size", "1M", mp}, mp + "/2/" + name);  // 8 chunks of 128 KiB
   if (!m && !skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
   ASSERT_TRUE(m);
   EXPECT_TRUE(read_whole(mp + "/1/" + name) == restore_bytes("1", a));
@@ -307,6 +307,10 @@ TEST_F(MountCliTest, ErrorsAreOneLine) {
   r = bv({"mount", "--generation", "9", mp});
   EXPECT_EQ(r.exit_status, 2);
   EXPECT_EQ(r.err, "blkvault: generation 9 does not exist (the repository has: 1)\n");
+  r = bv({"mount", "--cache-size", "lots", mp});
+  EXPECT_EQ(r.exit_status, 2);
+  EXPECT_EQ(r.err, "blkvault: --cache-size: invalid size 'lots': expected a number with an optional unit K, M, G, T "
+                   "(powers of 1024)\n");
 }
 
 }  // namespace
