@@ -286,7 +286,7 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   if (repository == nullptr) BLKVAULT_TRY(require_repo_path(ctx));
   BLKVAULT_TRY_ASSIGN(auto module, open_module_for_snapshots(ctx));
   if (repository == nullptr) {
-    BLKVAULT_TRY_ASSIGN(opened, open_repository(ctx, /*write=*/true));
+    BLKVAULT_TRY_ASSIGN(opened, open_repository_for_backup(ctx));
     repository = opened.get();
   }
 

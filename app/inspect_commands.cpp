@@ -6,6 +6,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "app/module_access.h"
@@ -13,6 +14,7 @@
 #include "kernel/module.h"
 #include "repo/lock.h"
 #include "repo/repository.h"
+#include "repo/s3_storage.h"
 #include "snapshot/session.h"
 
 namespace blkvault::app {
@@ -248,6 +250,7 @@ Status cmd_status_impl(Context& ctx) {
     j["repository"] = nullptr;
   } else {
     BLKVAULT_TRY_ASSIGN(auto holder, repo::RepoLock::holder(ctx.repo));
+    BLKVAULT_TRY_ASSIGN(auto backups, repo::RepoLock::backups(ctx.repo));
     BLKVAULT_TRY_ASSIGN(auto repo, open_repository(ctx, false));
     BLKVAULT_TRY_ASSIGN(auto gens, repo->generations());
     BLKVAULT_TRY_ASSIGN(auto stats, repo->stats());
@@ -263,6 +266,9 @@ Status cmd_status_impl(Context& ctx) {
                         stats.packs, stats.chunks, format_bytes(stats.chunk_raw_bytes));
     text += fmt::format("  generations: {} committed, {} failed\n", committed, failed);
     text += fmt::format("  lock: {}\n", holder ? "held by " + *holder : "free");
+    if (repo::is_remote_repository(ctx.repo)) {
+      text += fmt::format("  backups in progress: {}\n", backups.empty() ? std::string("none") : fmt::format("{}", fmt::join(backups, "; ")));
+    }
     // The last good backup of each device, newest generation first.
     json last = json::array();
     std::vector<std::string> seen;
@@ -289,6 +295,7 @@ Status cmd_status_impl(Context& ctx) {
                        {"generations_committed", committed},
                        {"generations_failed", failed},
                        {"lock_holder", holder ? json(*holder) : json(nullptr)},
+                       {"backups_in_progress", backups},
                        {"last_good", last}};
   }
   ctx.out.result(text);
