@@ -41,6 +41,7 @@ constexpr const char* kExitCodesHelp = R"(Exit status:
 Environment: BLKVAULT_REPO (--repo), BLKVAULT_MODULE (--module), BLKVAULT_PASSWORD (the passphrase),
 BLKVAULT_PASSWORD_FILE, BLKVAULT_PASSWORD_COMMAND, BLKVAULT_KEY_FILE, BLKVAULT_CACHE_DIR.
 S3 repositories: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION,
+BLKVAULT_S3_CREDENTIALS_FILE (the keys, AWS credentials format, when those are not set),
 BLKVAULT_S3_ADDRESSING (path|virtual), BLKVAULT_S3_CA_FILE, BLKVAULT_LOCK_STALE_S.
 Documentation: docs/CLI.md, docs/OBJECT-STORAGE.md)";
 

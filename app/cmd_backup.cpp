@@ -390,7 +390,7 @@ Status cmd_backup(Context& ctx, const BackupOptions& opts) {
   if (repository == nullptr) {
     Context limited = ctx;  // the upload limit lives in the storage layer
     limited.upload_limiter = limits.upload;
-    BLKVAULT_TRY_ASSIGN(opened, open_repository(limited, /*write=*/true));
+    BLKVAULT_TRY_ASSIGN(opened, open_repository_for_backup(limited));
     repository = opened.get();
   }
 

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "app/job_metrics.h"
@@ -20,6 +21,7 @@
 #include "kernel/module.h"
 #include "repo/lock.h"
 #include "repo/repository.h"
+#include "repo/s3_storage.h"
 #include "snapshot/session.h"
 
 namespace blkvault::app {
@@ -347,6 +349,7 @@ Status cmd_status_impl(Context& ctx, const StatusOptions& opts) {
     j["repository"] = nullptr;
   } else {
     BLKVAULT_TRY_ASSIGN(auto holder, repo::RepoLock::holder(ctx.repo));
+    BLKVAULT_TRY_ASSIGN(auto backups, repo::RepoLock::backups(ctx.repo));
     BLKVAULT_TRY_ASSIGN(auto repo, open_repository(ctx, false));
     BLKVAULT_TRY_ASSIGN(auto gens, repo->generations());
     BLKVAULT_TRY_ASSIGN(auto stats, repo->stats());
@@ -362,6 +365,9 @@ Status cmd_status_impl(Context& ctx, const StatusOptions& opts) {
                         stats.packs, stats.chunks, format_bytes(stats.chunk_raw_bytes));
     text += fmt::format("  generations: {} committed, {} failed\n", committed, failed);
     text += fmt::format("  lock: {}\n", holder ? "held by " + *holder : "free");
+    if (repo::is_remote_repository(ctx.repo)) {
+      text += fmt::format("  backups in progress: {}\n", backups.empty() ? std::string("none") : fmt::format("{}", fmt::join(backups, "; ")));
+    }
     // The last good backup of each device, newest generation first.
     json last = json::array();
     std::vector<std::string> seen;
@@ -404,6 +410,7 @@ Status cmd_status_impl(Context& ctx, const StatusOptions& opts) {
                        {"generations_committed", committed},
                        {"generations_failed", failed},
                        {"lock_holder", holder ? json(*holder) : json(nullptr)},
+                       {"backups_in_progress", backups},
                        {"last_good", last},
                        {"verification", verification},
                        {"cbt_audit_events", events}};

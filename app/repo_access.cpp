@@ -11,10 +11,13 @@ Status require_repo_path(const Context& ctx) {
   return {};
 }
 
-Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write, const std::string& paper_key) {
+namespace {
+
+Result<std::unique_ptr<repo::Repository>> open_with(Context& ctx, bool write, bool shared, const std::string& paper_key) {
   BLKVAULT_TRY(require_repo_path(ctx));
   repo::OpenOptions options;
   options.write = write;
+  options.shared = shared;
   options.lock_wait_s = ctx.lock_wait_s;
   options.log = &ctx.out;
   options.key_file = ctx.key_file;
@@ -24,6 +27,16 @@ Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool wri
   options.paper_key = paper_key;
   // The repository's errors already name its path and say what to do.
   return repo::Repository::open(ctx.repo, options);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write, const std::string& paper_key) {
+  return open_with(ctx, write, /*shared=*/false, paper_key);
+}
+
+Result<std::unique_ptr<repo::Repository>> open_repository_for_backup(Context& ctx) {
+  return open_with(ctx, /*write=*/true, /*shared=*/true, "");
 }
 
 }  // namespace blkvault::app

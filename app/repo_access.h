@@ -19,5 +19,9 @@ Status require_repo_path(const Context& ctx);
 // `paper_key`: open an encrypted repository with the master key's paper backup
 // instead of a passphrase (key import).
 Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write, const std::string& paper_key = "");
+// For a backup: writing, but on object storage with a shared hold (a backup
+// marker, repo::OpenOptions::shared), so many hosts back up at once; prune and
+// gc need open_repository(ctx, true).
+Result<std::unique_ptr<repo::Repository>> open_repository_for_backup(Context& ctx);
 
 }  // namespace blkvault::app

@@ -141,6 +141,11 @@ class JobRun {
     if (jctx_.password_file.empty() && jctx_.password_command.empty() && std::getenv("BLKVAULT_PASSWORD") == nullptr) {
       jctx_.password_file = config.repository.password_file;
     }
+    // The S3 keys: the environment's, else the config's credentials file
+    // (read by repo/s3_client.cpp through this variable; set before any thread starts).
+    if (!config.repository.credentials_file.empty() && std::getenv("BLKVAULT_S3_CREDENTIALS_FILE") == nullptr) {
+      ::setenv("BLKVAULT_S3_CREDENTIALS_FILE", config.repository.credentials_file.c_str(), 1);
+    }
   }
 
   Status execute();
@@ -267,6 +272,14 @@ Status JobRun::retention() {
   p.policy.monthly = static_cast<int>(r.keep_monthly);
   p.policy.yearly = static_cast<int>(r.keep_yearly);
   p.gc = r.gc;
+  if (repo::is_remote_repository(jctx_.repo)) {
+    // The backup's shared hold lets other hosts back up meanwhile; prune and gc
+    // need the exclusive lock (which waits for their backups).
+    repository_.reset();
+    auto opened = open_repository(jctx_, /*write=*/true);
+    if (!opened) return fail(std::move(opened).error().wrap("retention"));
+    repository_ = std::move(*opened);
+  }
   p.repository = repository_.get();
   Status st = cmd_prune(jctx_, p);
   prune_json_ = parse_or_null(capture_.take());
@@ -279,7 +292,7 @@ Status JobRun::work() {
   if (auto rate = config::parse_rate(job_.limits.upload); rate && repo::is_remote_repository(jctx_.repo)) {
     jctx_.upload_limiter = std::make_shared<RateLimiter>(*rate);
   }
-  auto opened = open_repository(jctx_, /*write=*/true);
+  auto opened = open_repository_for_backup(jctx_);
   if (!opened) return fail(std::move(opened).error());
   repository_ = std::move(*opened);
   if (!job_.hooks.pre.empty()) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/file_io.h"
+#include "common/s3_credentials.h"
 #include "config/toml_reader.h"
 #include "config/values.h"
 
@@ -14,7 +15,7 @@ namespace {
 constexpr std::string_view kRootKeys[] = {"module", "state-dir", "lock-wait", "cbt-audit", "repository",
                                           "diff-storage", "report", "metrics", "limits", "job"};
 constexpr std::string_view kRepositoryKeys[] = {"path", "chunk-size", "compression", "pack-size", "password-file",
-                                                "key-file"};
+                                                "key-file", "credentials-file"};
 constexpr std::string_view kDiffStorageKeys[] = {"dir", "device", "size", "limit"};
 constexpr std::string_view kReportKeys[] = {"log-file", "syslog", "on-failure", "on-success"};
 constexpr std::string_view kMetricsKeys[] = {"textfile-dir"};
@@ -69,6 +70,16 @@ void read_repository(TomlReader& r, const toml::table& root, RepositoryConfig* o
   if (auto v = r.integer(*t, p, "compression", 1, 19)) out->compression_level = static_cast<int>(*v);
   if (auto v = r.path(*t, p, "password-file")) out->password_file = *v;
   if (auto v = r.path(*t, p, "key-file")) out->key_file = *v;
+  if (auto v = r.path(*t, p, "credentials-file")) {
+    const auto where = t->get("credentials-file")->source();
+    if (!out->path.empty() && out->path.rfind("s3:", 0) != 0) {
+      r.problem(where, "repository.credentials-file", "is only for an s3: repository (path is a directory)");
+    } else if (auto c = read_s3_credentials_file(*v); !c) {
+      r.problem(where, "repository.credentials-file", c.error().message());
+    } else {
+      out->credentials_file = *v;
+    }
+  }
   if (auto v = r.size(*t, p, "pack-size")) {
     if (*v < out->chunk_size_bytes || *v > kMaxPack) {
       r.problem(t->get("pack-size")->source(), "repository.pack-size",

@@ -39,6 +39,10 @@ struct RepositoryConfig {
   // line nor the environment says (app/passphrase.h): absolute, or empty.
   std::string password_file;
   std::string key_file;
+  // An s3: repository's credentials (AWS shared-credentials format, [default]
+  // section), used when the environment has no AWS keys: absolute, or empty.
+  // Validated (readable, both keys present) by check_text()/check_file().
+  std::string credentials_file;
 };
 
 // [diff-storage]: the snapshot's difference storage files.

@@ -2,6 +2,7 @@
 // sequence (packs -> manifest -> index) described in repository.h.
 #include <algorithm>
 #include <cstring>
+#include <set>
 #include <unordered_map>
 
 #include "repo/pack.h"
@@ -9,6 +10,10 @@
 
 namespace blkvault::repo {
 namespace {
+
+// Publishing attempts of one commit: each lost race means another host
+// committed meanwhile, so this many in a row is a broken store, not bad luck.
+constexpr int kCommitAttempts = 32;
 
 struct ChunkIdHash {
   size_t operator()(const ChunkId& id) const {
@@ -59,6 +64,11 @@ class DevWriter final : public DeviceWriter {
 
   // Commit-time (single-threaded, repository mutex held).
   Result<std::vector<MapEntry>> delta(Repository::Impl& repo);
+  // Another host committed a generation of this device (the same name) after
+  // this one's parent: a delta against the parent would be applied on top of
+  // that generation by every index. Records the whole map instead (the
+  // parent's map at its generation with the puts over it), with no parent.
+  Status rebase(Repository::Impl& repo);
   int64_t rowid() const { return rowid_; }
   bool inherit() const { return inherit_; }
   uint64_t chunk_count() const { return chunk_count_; }
@@ -73,6 +83,7 @@ class DevWriter final : public DeviceWriter {
   uint64_t chunk_count_;
   std::mutex mu_;
   std::vector<MapEntry> puts_;
+  std::optional<std::vector<MapEntry>> rebased_;  // set by rebase(): the whole map
   std::atomic<uint64_t> read_bytes_{0}, new_bytes_{0}, stored_bytes_{0};
 };
 
@@ -95,6 +106,13 @@ class GenWriter final : public GenerationWriter {
  private:
   Status finish_pack_locked();  // REQUIRES: pack_mu_ held
   Result<GenerationInfo> commit_locked(bool partial);
+  // REQUIRES: repo_.mu held, the index synced with the manifests.
+  // Moves this generation to the next free id when its own is taken (in the
+  // index or by a manifest) or below a committed generation's.
+  Status take_free_id();
+  // Rebases `d` (DevWriter::rebase) when its parent is no longer the latest
+  // generation of its device.
+  Status rebase_if_overtaken(DevWriter& d);
 
   Repository::Impl& repo_;
   GenerationInfo info_;
@@ -141,6 +159,7 @@ Status DevWriter::put(uint64_t chunk_index, std::span<const uint8_t> data) {
 }
 
 Result<std::vector<MapEntry>> DevWriter::delta(Repository::Impl& repo) {
+  if (rebased_) return *rebased_;
   std::sort(puts_.begin(), puts_.end(), [](const MapEntry& a, const MapEntry& b) { return a.chunk_index < b.chunk_index; });
   for (size_t i = 1; i < puts_.size(); ++i) {
     if (puts_[i].chunk_index == puts_[i - 1].chunk_index) {
@@ -203,6 +222,39 @@ Result<std::vector<MapEntry>> DevWriter::delta(Repository::Impl& repo) {
   return out;
 }
 
+Status DevWriter::rebase(Repository::Impl& repo) {
+  const GenerationId parent = *rec_.parent;
+  std::sort(puts_.begin(), puts_.end(), [](const MapEntry& a, const MapEntry& b) { return a.chunk_index < b.chunk_index; });
+  BLKVAULT_TRY_ASSIGN(auto q, repo.db->prepare("SELECT m.chunk_index, c.hash FROM chunk_map m JOIN chunks c ON c.id = m.chunk "
+                                               "WHERE m.device = ? AND m.gen_to > ? AND m.gen_from <= ? AND m.chunk_index < ? "
+                                               "ORDER BY m.chunk_index"));
+  q.bind(1, rowid_).bind(2, static_cast<int64_t>(parent)).bind(3, static_cast<int64_t>(parent));
+  q.bind(4, static_cast<int64_t>(chunk_count_));
+  std::vector<MapEntry> full;
+  size_t pi = 0;
+  auto take_puts_below = [&](uint64_t index) {
+    for (; pi < puts_.size() && puts_[pi].chunk_index < index; ++pi) {
+      if (puts_[pi].id) full.push_back(puts_[pi]);
+    }
+  };
+  for (;;) {
+    BLKVAULT_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    const auto index = static_cast<uint64_t>(q.int64(0));
+    take_puts_below(index);
+    if (pi < puts_.size() && puts_[pi].chunk_index == index) continue;  // replaced by a put
+    ChunkId id{};
+    const auto blob = q.blob(1);
+    std::copy_n(blob.begin(), std::min<size_t>(blob.size(), id.size()), id.begin());
+    full.push_back(MapEntry{index, id});
+  }
+  take_puts_below(UINT64_MAX);
+  rebased_ = std::move(full);
+  rec_.parent.reset();
+  inherit_ = false;
+  return {};
+}
+
 Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, uint64_t* stored_bytes) {
   {
     std::lock_guard g(chunks_mu_);
@@ -231,6 +283,42 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
   *stored_bytes = blob->size();
   if (pack_->size() >= repo_.config.pack_size) BLKVAULT_TRY(finish_pack_locked());
   return true;
+}
+
+Status GenWriter::take_free_id() {
+  BLKVAULT_TRY_ASSIGN(auto q, repo_.db->prepare("SELECT max(id) FROM generations WHERE id != ?"));
+  q.bind(1, static_cast<int64_t>(info_.id));
+  BLKVAULT_TRY(q.step());
+  GenerationId next = q.is_null(0) ? 1 : static_cast<GenerationId>(q.int64(0)) + 1;
+  q.reset();
+  BLKVAULT_TRY_ASSIGN(auto names, repo_.storage->list("manifests/"));
+  for (const auto& n : names) {
+    if (auto id = parse_manifest_name(n)) next = std::max(next, *id + 1);
+  }
+  if (info_.id >= next) return {};
+  // The old id's row is this run's own unless a replayed manifest replaced it.
+  BLKVAULT_TRY_ASSIGN(auto drop, repo_.db->prepare("DELETE FROM generations WHERE id = ? AND state = 'in-progress'"));
+  BLKVAULT_TRY(drop.bind(1, static_cast<int64_t>(info_.id)).run());
+  info_.id = next;
+  GenerationInfo row = info_;
+  row.state = GenerationState::kInProgress;
+  row.devices.clear();
+  return repo_.insert_generation(row);
+}
+
+Status GenWriter::rebase_if_overtaken(DevWriter& d) {
+  if (!d.rec_.parent) return {};
+  BLKVAULT_TRY_ASSIGN(auto q, repo_.db->prepare(
+                                  "SELECT max(gd.generation) FROM generation_devices gd JOIN generations g ON g.id = gd.generation "
+                                  "WHERE gd.device = ? AND gd.complete = 1 AND g.state IN ('complete', 'partial', 'pruned') "
+                                  "AND gd.generation != ?"));
+  q.bind(1, d.rowid()).bind(2, static_cast<int64_t>(info_.id));
+  BLKVAULT_TRY(q.step());
+  const bool overtaken = !q.is_null(0) && static_cast<GenerationId>(q.int64(0)) != *d.rec_.parent;
+  q.reset();
+  if (!overtaken) return {};
+  repo_.logger().info("device " + d.rec_.name + " was backed up by another host meanwhile; recording its whole map");
+  return d.rebase(repo_);
 }
 
 Status GenWriter::finish_pack_locked() {
@@ -301,29 +389,53 @@ Result<GenerationInfo> GenWriter::commit_locked(bool partial) {
     BLKVAULT_TRY(finish_pack_locked());
   }
   std::lock_guard r(repo_.mu);
-  // 2. The manifest.
+  // 2. The manifest, published under a generation id no other host has taken
+  // (docs/FORMAT.md, "Commit protocol"): learn what others committed while
+  // this backup ran, take the next free id when this one is taken or older
+  // than a committed one, and publish without overwriting; when another host
+  // published the same id first, do it all again.
+  std::set<std::string> own_packs;
+  for (const auto& p : packs_) own_packs.insert(p.first);
   Manifest m;
-  m.repository_id = repo_.config.id;
-  m.chunk_size = repo_.config.chunk_size;
-  info_.finished_ms = now_ms();
-  bool any_failed = false;
-  for (auto& d : devices_) {
-    d->record();  // folds the counters into rec_
-    std::vector<MapEntry> delta;
-    if (d->rec_.complete) {
-      BLKVAULT_TRY_ASSIGN(delta, d->delta(repo_));
-      d->rec_.chunks_changed = delta.size();
-    } else {
-      any_failed = true;
+  std::string name;
+  for (int attempt = 1;; ++attempt) {
+    // A process that stalled past the staleness timeout may have lost its
+    // marker to a gc that then deleted what this generation references.
+    if (repo_.lock) BLKVAULT_TRY(repo_.lock->check_held());
+    BLKVAULT_TRY(repo_.replay_manifests(own_packs, nullptr));
+    BLKVAULT_TRY(take_free_id());
+    m = Manifest{};
+    m.repository_id = repo_.config.id;
+    m.chunk_size = repo_.config.chunk_size;
+    info_.finished_ms = now_ms();
+    info_.devices.clear();
+    bool any_failed = false;
+    for (auto& d : devices_) {
+      d->record();  // folds the counters into rec_
+      std::vector<MapEntry> delta;
+      if (d->rec_.complete) {
+        BLKVAULT_TRY(rebase_if_overtaken(*d));
+        BLKVAULT_TRY_ASSIGN(delta, d->delta(repo_));
+        d->rec_.chunks_changed = delta.size();
+      } else {
+        any_failed = true;
+      }
+      info_.devices.push_back(d->rec_);
+      m.deltas.push_back(std::move(delta));
     }
-    info_.devices.push_back(d->rec_);
-    m.deltas.push_back(std::move(delta));
+    info_.state = partial && any_failed ? GenerationState::kPartial : GenerationState::kComplete;
+    m.generation = info_;
+    name = manifest_name(info_.id);
+    BLKVAULT_TRY_ASSIGN(const auto bytes, repo_.seal_metadata(name, m.encode()));
+    auto put = repo_.storage->put(name, bytes);
+    if (put) break;
+    const bool taken = put.error().code() == ErrorCode::kInvalidArgument && put.error().sys_errno() == EEXIST;
+    if (!taken || attempt >= kCommitAttempts) {
+      return tl::unexpected(std::move(put).error().wrap("publishing generation " + std::to_string(info_.id)));
+    }
+    repo_.logger().info("generation " + std::to_string(info_.id) +
+                        " was committed by another host meanwhile; committing under the next free id");
   }
-  info_.state = partial && any_failed ? GenerationState::kPartial : GenerationState::kComplete;
-  m.generation = info_;
-  const std::string name = manifest_name(info_.id);
-  BLKVAULT_TRY_ASSIGN(const auto bytes, repo_.seal_metadata(name, m.encode()));
-  BLKVAULT_TRY(repo_.storage->put(name, bytes));
 
   // 3. The index, in one transaction.
   auto indexed = [&]() -> Status {

@@ -91,6 +91,12 @@ Result<std::optional<std::string>> RepoLock::holder(const std::string& repo_dir)
   return std::optional<std::string>(holder_description(fd->get()));
 }
 
+Result<std::vector<std::string>> RepoLock::backups(const std::string& repo_dir) {
+  if (!is_remote_repository(repo_dir)) return std::vector<std::string>();
+  BLKVAULT_TRY_ASSIGN(auto storage, S3Storage::open(repo_dir));
+  return object_backups(*storage, ObjectLockOptions::from_environment());
+}
+
 // ---------------------------------------------------------------------------
 // The object lock.
 
@@ -179,10 +185,67 @@ Status remove_refreshes(Storage& storage, const std::string& token) {
   return {};
 }
 
+constexpr const char* kBackupPrefix = "locks/backup-";
+
+std::string lock_text(bool name_host, const std::string& token, int64_t now) {
+  return fmt::format("holder: {}\ntoken: {}\ntime_ms: {}\npid: {}\nhost_key: {}\n", who(name_host), token, now,
+                     ::getpid(), host_key());
+}
+
+std::span<const uint8_t> as_bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// Whether the holder `c` of `name` shows no sign of life (or is a dead process
+// of this host); when so, deletes `name` (re-read first, so a lock taken again
+// meanwhile survives) and its refreshes, and returns true.
+Result<bool> break_if_dead(Storage& storage, const std::string& name, const LockContent& c,
+                           const ObjectLockOptions& options) {
+  BLKVAULT_TRY_ASSIGN(int64_t alive, last_alive(storage, c));
+  if (static_cast<double>(unix_ms() - alive) <= options.stale_s * 1000 && !holder_is_dead_here(c)) return false;
+  auto again = storage.get(name);
+  if (again) {
+    auto now = parse_lock(*again);
+    if (now && now->token == c.token) {
+      BLKVAULT_TRY(storage.remove(name));
+      (void)remove_refreshes(storage, c.token);
+    }
+  }
+  return true;
+}
+
+// The holders of the backup markers that show signs of life; stale markers
+// are deleted on the way (their holders appended to `broke`, when given).
+Result<std::vector<std::string>> live_backups(Storage& storage, const ObjectLockOptions& options,
+                                              std::vector<std::string>* broke) {
+  BLKVAULT_TRY_ASSIGN(auto names, storage.list(kBackupPrefix));
+  std::vector<std::string> live;
+  for (const auto& n : names) {
+    auto bytes = storage.get(n);
+    if (!bytes) {
+      if (bytes.error().code() == ErrorCode::kNotFound) continue;  // finished meanwhile
+      return tl::unexpected(std::move(bytes).error());
+    }
+    auto c = parse_lock(*bytes);
+    if (!c) {
+      live.push_back("an unreadable backup marker " + n);
+      continue;
+    }
+    BLKVAULT_TRY_ASSIGN(bool dead, break_if_dead(storage, n, *c, options));
+    if (dead) {
+      if (broke != nullptr) broke->push_back(c->holder);
+    } else {
+      live.push_back(c->holder);
+    }
+  }
+  return live;
+}
+
 }  // namespace
 
 struct RepoLock::ObjectLock {
   Storage* storage = nullptr;
+  std::string name = kLockName;  // the lock object, or a backup marker
   std::string token;
   ObjectLockOptions options;
   std::mutex mu;
@@ -214,11 +277,25 @@ struct RepoLock::ObjectLock {
     if (refresher.joinable()) refresher.join();
     // Delete the lock only while it is still ours (a holder that was presumed
     // dead may have lost it).
-    if (auto bytes = storage->get(kLockName)) {
+    if (auto bytes = storage->get(name)) {
       auto c = parse_lock(*bytes);
-      if (c && c->token == token) (void)storage->remove(kLockName);
+      if (c && c->token == token) (void)storage->remove(name);
     }
     (void)remove_refreshes(*storage, token);
+  }
+
+  Status check_held() {
+    auto bytes = storage->get(name);
+    if (!bytes && bytes.error().code() != ErrorCode::kNotFound) return tl::unexpected(std::move(bytes).error());
+    auto c = bytes ? parse_lock(*bytes) : std::nullopt;
+    if (!c || c->token != token) {
+      return fail(ErrorCode::kLocked,
+                  fmt::format("{} of repository {} was removed while this process held it (another host took it "
+                              "for stale: was this process stopped for longer than BLKVAULT_LOCK_STALE_S?)",
+                              name == kLockName ? std::string("the lock") : "the backup marker " + name,
+                              storage->description()));
+    }
+    return {};
   }
 };
 
@@ -243,17 +320,17 @@ RepoLock::~RepoLock() = default;
 void RepoLock::also_hold(RepoLock other) { also_ = std::make_unique<RepoLock>(std::move(other)); }
 
 Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds, bool name_host,
-                                          const ObjectLockOptions& options, std::string* broke) {
+                                          const ObjectLockOptions& options, std::string* broke,
+                                          std::vector<std::string>* broke_backups) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
+  auto waited = [&] { return wait_seconds > 0 ? fmt::format(" (waited {:g} s)", wait_seconds) : std::string(); };
   auto object = std::make_unique<ObjectLock>();
   object->storage = &storage;
   object->token = hex_token();
   object->options = options;
   for (;;) {
-    const int64_t now = unix_ms();
-    std::string content = fmt::format("holder: {}\ntoken: {}\ntime_ms: {}\npid: {}\nhost_key: {}\n", who(name_host),
-                                      object->token, now, ::getpid(), host_key());
-    auto put = storage.put(kLockName, std::span(reinterpret_cast<const uint8_t*>(content.data()), content.size()));
+    const std::string content = lock_text(name_host, object->token, unix_ms());
+    auto put = storage.put(kLockName, as_bytes(content));
     if (put) break;
     if (put.error().code() != ErrorCode::kInvalidArgument || put.error().sys_errno() != EEXIST) {
       return fail(std::move(put.error()).wrap("taking the lock of repository " + storage.description()));
@@ -267,23 +344,74 @@ Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds,
     auto held = parse_lock(*bytes);
     std::string holder = held ? held->holder : "an unreadable lock object";
     if (held) {
-      BLKVAULT_TRY_ASSIGN(int64_t alive, last_alive(storage, *held));
-      // Stale, or left by a process of this host that died (a crash, a kill):
-      // break it.
-      if (static_cast<double>(unix_ms() - alive) > options.stale_s * 1000 || holder_is_dead_here(*held)) {
-        // Re-read just before deleting, so a lock taken meanwhile survives.
-        auto again = storage.get(kLockName);
-        if (again) {
-          auto c = parse_lock(*again);
-          if (c && c->token == held->token) {
-            BLKVAULT_TRY(storage.remove(kLockName));
-            (void)remove_refreshes(storage, held->token);
-            if (broke != nullptr) *broke = holder;
-          }
-        }
+      // Stale, or left by a process of this host that died (a crash, a kill): break it.
+      BLKVAULT_TRY_ASSIGN(bool dead, break_if_dead(storage, kLockName, *held, options));
+      if (dead) {
+        if (broke != nullptr) *broke = holder;
         continue;
       }
     }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return fail(ErrorCode::kLocked,
+                  fmt::format("repository {} is locked by {}{}", storage.description(), holder, waited()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ObjectLock* o = object.get();
+  o->refresher = std::thread([o] { o->run(); });
+  RepoLock lock(std::move(object));
+  // Held. Backups that started before it finish first (they may reference
+  // anything gc could delete); new ones wait for this lock (acquire_shared_object).
+  for (;;) {
+    BLKVAULT_TRY_ASSIGN(auto live, live_backups(storage, options, broke_backups));
+    if (live.empty()) return lock;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      // Returning releases the lock again.
+      return fail(ErrorCode::kLocked,
+                  fmt::format("repository {} has a backup in progress: {}{}{}", storage.description(), live.front(),
+                              live.size() > 1 ? fmt::format(" and {} more", live.size() - 1) : std::string(),
+                              waited()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // a few requests per marker each time
+  }
+}
+
+Result<RepoLock> RepoLock::acquire_shared_object(Storage& storage, double wait_seconds, bool name_host,
+                                                 const ObjectLockOptions& options, std::string* broke) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
+  auto object = std::make_unique<ObjectLock>();
+  object->storage = &storage;
+  object->token = hex_token();
+  object->name = kBackupPrefix + object->token;
+  object->options = options;
+  for (;;) {
+    // The marker first, then a look at the lock: an exclusive holder puts the
+    // lock first, then lists the markers. So of the two at least one sees the
+    // other (the store's read-after-write and list-after-write consistency).
+    const std::string content = lock_text(name_host, object->token, unix_ms());
+    auto put = storage.put(object->name, as_bytes(content));
+    if (!put) return fail(std::move(put.error()).wrap("publishing a backup marker in repository " + storage.description()));
+    auto bytes = storage.get(kLockName);
+    if (!bytes && bytes.error().code() != ErrorCode::kNotFound) {
+      (void)storage.remove(object->name);
+      return fail(std::move(bytes.error()).wrap("reading the lock of repository " + storage.description()));
+    }
+    if (!bytes) break;  // free
+    auto held = parse_lock(*bytes);
+    std::string holder = held ? held->holder : "an unreadable lock object";
+    if (held) {
+      auto dead = break_if_dead(storage, kLockName, *held, options);
+      if (!dead) {
+        (void)storage.remove(object->name);
+        return tl::unexpected(std::move(dead).error());
+      }
+      if (*dead) {
+        if (broke != nullptr) *broke = holder;
+        break;
+      }
+    }
+    // Held by prune, gc or another maintenance command: step back and wait.
+    BLKVAULT_TRY(storage.remove(object->name));
     if (std::chrono::steady_clock::now() >= deadline) {
       return fail(ErrorCode::kLocked,
                   fmt::format("repository {} is locked by {}{}", storage.description(), holder,
@@ -294,6 +422,38 @@ Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds,
   ObjectLock* o = object.get();
   o->refresher = std::thread([o] { o->run(); });
   return RepoLock(std::move(object));
+}
+
+Status RepoLock::check_held() const {
+  if (object_) BLKVAULT_TRY(object_->check_held());
+  if (also_) BLKVAULT_TRY(also_->check_held());
+  return {};
+}
+
+Result<std::vector<std::string>> RepoLock::object_backups(Storage& storage, const ObjectLockOptions& options) {
+  BLKVAULT_TRY_ASSIGN(auto names, storage.list(kBackupPrefix));
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    auto bytes = storage.get(n);
+    if (!bytes) {
+      if (bytes.error().code() == ErrorCode::kNotFound) continue;
+      return tl::unexpected(std::move(bytes).error());
+    }
+    auto c = parse_lock(*bytes);
+    if (!c) {
+      out.push_back("an unreadable backup marker " + n);
+      continue;
+    }
+    BLKVAULT_TRY_ASSIGN(int64_t alive, last_alive(storage, *c));
+    std::string h = c->holder;
+    if (static_cast<double>(unix_ms() - alive) > options.stale_s * 1000) {
+      h += " (stale: the next prune or gc will remove it)";
+    } else if (holder_is_dead_here(*c)) {
+      h += " (that process is gone: the next prune or gc will remove it)";
+    }
+    out.push_back(h);
+  }
+  return out;
 }
 
 Result<std::optional<std::string>> RepoLock::object_holder(Storage& storage, const ObjectLockOptions& options) {

@@ -19,6 +19,16 @@
 // of stale_s (NTP). S3 has no conditional delete, so two writers breaking the
 // same stale lock at the same moment could in theory both believe they hold
 // it; the token is re-read just before the delete to make that window small.
+// Backups on object storage share the repository (acquire_shared_object):
+// each publishes its own marker "locks/backup-<token>" (same content and
+// heartbeat as the lock), then looks at "lock": when an exclusive holder
+// (prune, gc, index rebuild, key changes) has it, the backup removes its
+// marker and waits. The exclusive holder, once it has "lock", waits until no
+// live marker is left (stale ones it deletes, as a stale lock). Marker first
+// then lock, lock first then markers: with the store's read-after-write
+// consistency at least one of the two sees the other, so gc never runs while
+// a backup that may reference what it deletes is still going, and a waiting
+// gc is not starved by backups that start after it.
 // Readers take no lock: the SQLite index's WAL snapshot isolation keeps them
 // consistent while a writer commits.
 // Thread-safety: a RepoLock is owned by one thread; it is move-only (an object
@@ -28,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -54,14 +65,36 @@ class RepoLock {
   // Who holds the lock now ("pid 1234 on host db1 since …"), or nullopt when
   // it is free. Does not take it. An "s3:" repository: object_holder.
   static Result<std::optional<std::string>> holder(const std::string& repo_dir);
+  // The backups in progress holding shared markers (object_backups); always
+  // empty for a local repository, whose backups hold the lock itself.
+  static Result<std::vector<std::string>> backups(const std::string& repo_dir);
 
   // The object lock in `storage` (which must outlive the RepoLock). The
   // kLocked message names storage.description() and the holder; a stale lock
   // that was broken is reported through `broke` (its holder), when given.
+  // Once it has the lock it waits (within the same wait_seconds) for running
+  // backups to finish: kLocked "repository … has a backup in progress: pid …
+  // on host … since …[ and N more]" when they do not (the lock is released
+  // again). Stale backup markers are deleted, their holders appended to
+  // `broke_backups` when given.
   static Result<RepoLock> acquire_object(Storage& storage, double wait_seconds, bool name_host,
-                                         const ObjectLockOptions& options, std::string* broke = nullptr);
+                                         const ObjectLockOptions& options, std::string* broke = nullptr,
+                                         std::vector<std::string>* broke_backups = nullptr);
+  // A backup's shared hold: its marker "locks/backup-<token>", refreshed like
+  // the lock; waits up to wait_seconds while "lock" is held (kLocked naming
+  // the holder), breaking a stale lock (reported through `broke`).
+  static Result<RepoLock> acquire_shared_object(Storage& storage, double wait_seconds, bool name_host,
+                                                const ObjectLockOptions& options, std::string* broke = nullptr);
   // The holder, "(stale)" appended when it is; nullopt when free.
   static Result<std::optional<std::string>> object_holder(Storage& storage, const ObjectLockOptions& options);
+  // The holders of the backup markers, "(stale: …)" appended to stale ones.
+  static Result<std::vector<std::string>> object_backups(Storage& storage, const ObjectLockOptions& options);
+
+  // kLocked when an object lock or marker of this RepoLock was deleted by
+  // another process that found it stale (this process stalled for longer
+  // than stale_s): what was done under it must not be published. Always OK
+  // for a flock.
+  Status check_held() const;
 
   RepoLock(RepoLock&&) noexcept;
   RepoLock& operator=(RepoLock&&) noexcept;

@@ -37,7 +37,7 @@ std::string tombstone_name(GenerationId id) { return numbered_name("pruned/", id
 std::optional<GenerationId> parse_tombstone_name(std::string_view name) { return parse_numbered_name("pruned/", name); }
 
 Status Repository::forget(const std::vector<GenerationId>& ids) {
-  if (!impl_->lock) return fail(ErrorCode::kInternal, "forget needs the repository opened for writing");
+  if (!impl_->lock || !impl_->exclusive) return fail(ErrorCode::kInternal, "forget needs the repository opened for writing (not shared)");
   std::lock_guard guard(impl_->mu);
   for (GenerationId id : ids) {
     BLKVAULT_TRY_ASSIGN(auto gens, impl_->load_generations(id));
@@ -65,10 +65,16 @@ Status Repository::forget(const std::vector<GenerationId>& ids) {
 
 namespace {
 
-constexpr std::string_view kLiveRow =
-    "EXISTS (SELECT 1 FROM generation_devices gd JOIN generations g ON g.id = gd.generation "
-    "WHERE gd.device = chunk_map.device AND gd.complete = 1 AND g.state IN ('complete', 'partial') "
-    "AND gd.generation >= chunk_map.gen_from AND gd.generation < chunk_map.gen_to)";
+// "gc/<20-digit unix ms>", later than every mark in `existing` (the names
+// sort as numbers), noted in this index as seen.
+Status publish_gc_mark(Repository::Impl& impl, std::vector<std::string>& existing) {
+  int64_t ms = now_ms();
+  std::string name = numbered_name(kGcMarkDir, static_cast<uint64_t>(ms));
+  while (!existing.empty() && name <= existing.back()) name = numbered_name(kGcMarkDir, static_cast<uint64_t>(++ms));
+  BLKVAULT_TRY(impl.storage->put(name, {}));
+  existing.push_back(name);
+  return impl.note_gc_mark(name);
+}
 
 struct PackRow {
   int64_t id;
@@ -81,7 +87,7 @@ struct PackRow {
 }  // namespace
 
 Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* cancel) {
-  if (!impl_->lock) return fail(ErrorCode::kInternal, "gc needs the repository opened for writing");
+  if (!impl_->lock || !impl_->exclusive) return fail(ErrorCode::kInternal, "gc needs the repository opened for writing (not shared)");
   auto& impl = *impl_;
   std::lock_guard guard(impl.mu);
   auto& db = *impl.db;
@@ -219,6 +225,14 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
 
   BLKVAULT_TRY_ASSIGN(auto chunks_before, db.query_int("SELECT count(*) FROM chunks"));
 
+  // Other hosts' index caches still point at the packs deleted or rewritten
+  // below: a mark, published before the first of them goes, tells their next
+  // open to bring their packs up to date (Impl::reconcile_packs).
+  BLKVAULT_TRY_ASSIGN(auto old_marks, impl.storage->list(kGcMarkDir));
+  if (!empty.empty() || !sparse.empty() || !leftovers.empty()) {
+    BLKVAULT_TRY(publish_gc_mark(impl, old_marks));
+  }
+
   // Step 2: manifests nothing needs, then their tombstones.
   for (auto id : drop_manifests) {
     BLKVAULT_TRY(impl.storage->remove(manifest_name(id)));
@@ -344,6 +358,14 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
     BLKVAULT_TRY(impl.storage->remove(p->name));
     report.packs_rewritten++;
   }
+
+  if (report.packs_deleted + report.packs_rewritten + report.leftovers_deleted > 0) {
+    // Once more at the end: a host that looked while gc ran has seen the first
+    // mark but not every change. Older marks are no longer needed.
+    BLKVAULT_TRY(publish_gc_mark(impl, old_marks));
+  }
+  BLKVAULT_TRY_ASSIGN(auto marks, impl.storage->list(kGcMarkDir));
+  for (size_t i = 0; i + 1 < marks.size(); ++i) BLKVAULT_TRY(impl.storage->remove(marks[i]));
 
   BLKVAULT_TRY_ASSIGN(auto count, db.query_int("SELECT count(*) FROM packs"));
   BLKVAULT_TRY_ASSIGN(auto bytes, db.query_int("SELECT coalesce(sum(size), 0) FROM packs"));

@@ -738,18 +738,169 @@ Result<std::vector<GenerationId>> Repository::Impl::pending_tombstones() {
   return out;
 }
 
+Result<std::optional<std::string>> Repository::Impl::newer_gc_mark() {
+  BLKVAULT_TRY_ASSIGN(auto marks, storage->list(kGcMarkDir));
+  if (marks.empty()) return std::optional<std::string>();
+  BLKVAULT_TRY_ASSIGN(auto q, db->prepare("SELECT value FROM meta WHERE key = 'gc_seen'"));
+  BLKVAULT_TRY_ASSIGN(bool row, q.step());
+  const std::string seen = row ? q.text(0) : std::string();
+  if (marks.back() <= seen) return std::optional<std::string>();
+  return std::optional<std::string>(marks.back());
+}
+
+Status Repository::Impl::note_gc_mark(const std::string& mark) {
+  BLKVAULT_TRY_ASSIGN(auto st, db->prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('gc_seen', ?)"));
+  return st.bind(1, mark).run();
+}
+
+Status Repository::Impl::reconcile_packs(const std::string& mark) {
+  logger().info("index: another host's gc changed the packs; bringing the index up to date");
+  BLKVAULT_TRY_ASSIGN(auto names, storage->list("packs/"));
+  const std::set<std::string> present(names.begin(), names.end());
+  {
+    // Removed generations whose manifests gc deleted: this index may never
+    // have seen their tombstones (gc deletes those too).
+    BLKVAULT_TRY_ASSIGN(auto manifests, storage->list("manifests/"));
+    std::set<GenerationId> have;
+    for (const auto& n : manifests) {
+      if (auto id = parse_manifest_name(n)) have.insert(*id);
+    }
+    std::vector<int64_t> dropped;
+    BLKVAULT_TRY_ASSIGN(auto q, db->prepare("SELECT id FROM generations WHERE state IN ('complete', 'partial', 'pruned')"));
+    for (;;) {
+      BLKVAULT_TRY_ASSIGN(bool row, q.step());
+      if (!row) break;
+      if (!have.count(static_cast<GenerationId>(q.int64(0)))) dropped.push_back(q.int64(0));
+    }
+    q.reset();
+    if (!dropped.empty()) {
+      BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
+      BLKVAULT_TRY_ASSIGN(auto mark_gone, db->prepare("UPDATE generations SET state = 'pruned' WHERE id = ?"));
+      for (int64_t id : dropped) BLKVAULT_TRY(mark_gone.bind(1, id).run());
+      BLKVAULT_TRY(db->exec("DELETE FROM chunk_map WHERE NOT " + std::string(kLiveRow)));
+      BLKVAULT_TRY_ASSIGN(auto del_gen, db->prepare("DELETE FROM generations WHERE id = ?"));
+      BLKVAULT_TRY_ASSIGN(auto del_dev, db->prepare("DELETE FROM generation_devices WHERE generation = ?"));
+      for (int64_t id : dropped) {
+        BLKVAULT_TRY(del_gen.bind(1, id).run());
+        BLKVAULT_TRY(del_dev.bind(1, id).run());
+      }
+      BLKVAULT_TRY(tx.commit());
+    }
+  }
+  {
+    BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
+    std::vector<int64_t> gone;
+    {
+      BLKVAULT_TRY_ASSIGN(auto q, db->prepare("SELECT id, name FROM packs"));
+      for (;;) {
+        BLKVAULT_TRY_ASSIGN(bool row, q.step());
+        if (!row) break;
+        if (!present.count(q.text(1))) gone.push_back(q.int64(0));
+      }
+    }
+    // Their chunks are where gc moved them (learnt below), or nowhere.
+    BLKVAULT_TRY_ASSIGN(auto unplace, db->prepare(
+                                          "UPDATE chunks SET pack = NULL, offset = NULL, length = NULL WHERE pack = ?"));
+    BLKVAULT_TRY_ASSIGN(auto drop, db->prepare("DELETE FROM packs WHERE id = ?"));
+    for (int64_t id : gone) {
+      BLKVAULT_TRY(unplace.bind(1, id).run());
+      BLKVAULT_TRY(drop.bind(1, id).run());
+    }
+    BLKVAULT_TRY(db->exec("DELETE FROM chunks WHERE pack IS NULL AND id NOT IN (SELECT chunk FROM chunk_map)"));
+    BLKVAULT_TRY(tx.commit());
+  }
+  BLKVAULT_TRY(learn_packs(names, {}));
+  // A chunk of a deleted pack may live on in a pack this index already knew
+  // (the copy another host stored at the same time, which gc kept): look for
+  // it in every pack's trailer.
+  BLKVAULT_TRY_ASSIGN(auto unplaced, db->query_int("SELECT count(*) FROM chunks WHERE pack IS NULL"));
+  if (unplaced.value_or(0) > 0) {
+    BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
+    BLKVAULT_TRY_ASSIGN(auto place, db->prepare(
+                                        "UPDATE chunks SET pack = ?, offset = ?, length = ? WHERE hash = ? AND pack IS NULL"));
+    for (const auto& name : names) {
+      if (name.find(".tmp-") != std::string::npos) continue;
+      auto entries = read_pack_index(*storage, name);
+      if (!entries) continue;  // learn_packs warned about it
+      BLKVAULT_TRY_ASSIGN(auto size, storage->size(name));
+      BLKVAULT_TRY_ASSIGN(int64_t pack, pack_rowid(name, size, true));
+      for (const auto& e : *entries) {
+        place.bind(1, pack).bind(2, static_cast<int64_t>(e.offset)).bind(3, int64_t{e.length});
+        BLKVAULT_TRY(place.bind_blob(4, e.id).run());
+      }
+    }
+    BLKVAULT_TRY(tx.commit());
+  }
+  return note_gc_mark(mark);
+}
+
 Status Repository::Impl::sync_index() {
-  BLKVAULT_TRY(replay_manifests());
+  bool disorder = false;
+  BLKVAULT_TRY(replay_manifests({}, &disorder));
+  if (disorder) {
+    // Generations of one device arrived out of order (two hosts committed in
+    // the same instant): only a replay in id order gives the right maps.
+    logger().warning("index: generations of one device arrived out of order; rebuilding the index from packs and manifests");
+    db.reset();
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(index_path() + suffix, ec);
+    BLKVAULT_TRY(open_index());
+    BLKVAULT_TRY(replay_manifests({}, nullptr));
+  }
+  BLKVAULT_TRY_ASSIGN(auto mark, newer_gc_mark());
+  if (mark) BLKVAULT_TRY(reconcile_packs(*mark));
   BLKVAULT_TRY_ASSIGN(auto tombs, pending_tombstones());
   if (tombs.empty()) return {};
   BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
-  BLKVAULT_TRY_ASSIGN(auto mark, db->prepare(
+  BLKVAULT_TRY_ASSIGN(auto mark_pruned, db->prepare(
                                      "UPDATE generations SET state = 'pruned' WHERE id = ? AND state IN ('complete', 'partial')"));
-  for (auto id : tombs) BLKVAULT_TRY(mark.bind(1, static_cast<int64_t>(id)).run());
+  for (auto id : tombs) BLKVAULT_TRY(mark_pruned.bind(1, static_cast<int64_t>(id)).run());
   return tx.commit();
 }
 
-Status Repository::Impl::replay_manifests() {
+Status Repository::Impl::learn_packs(const std::vector<std::string>& packs, const std::set<std::string>& skip) {
+  BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
+  BLKVAULT_TRY_ASSIGN(auto known_pack, db->prepare("SELECT 1 FROM packs WHERE name = ?"));
+  BLKVAULT_TRY_ASSIGN(auto set_loc, db->prepare(
+                                        "UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_size = ? WHERE hash = ? "
+                                        "AND pack IS NULL"));
+  BLKVAULT_TRY_ASSIGN(auto add, db->prepare(
+                                    "INSERT OR IGNORE INTO chunks(hash, pack, offset, length, raw_size) VALUES (?, ?, ?, ?, ?)"));
+  for (const auto& name : packs) {
+    if (name.find(".tmp-") != std::string::npos || skip.count(name)) continue;
+    known_pack.bind(1, name);
+    BLKVAULT_TRY_ASSIGN(bool is_known, known_pack.step());
+    known_pack.reset();
+    if (is_known) continue;
+    auto entries = read_pack_index(*storage, name);
+    if (!entries) {
+      logger().warning("pack " + name + ": " + entries.error().message() + "; recovering its blobs by scanning");
+      entries = scan_pack(*storage, name);
+      if (!entries) {
+        logger().warning("pack " + name + ": " + entries.error().message() + "; skipped");
+        continue;
+      }
+    }
+    BLKVAULT_TRY_ASSIGN(uint64_t size, storage->size(name));
+    BLKVAULT_TRY_ASSIGN(int64_t pack, pack_rowid(name, size, true));
+    for (const auto& e : *entries) {
+      // The raw size is in the blob header; read it back.
+      BLKVAULT_TRY_ASSIGN(auto head, storage->get_range(name, e.offset, BlobHeader::kSize));
+      auto h = BlobHeader::decode(head, name + " at offset " + std::to_string(e.offset));
+      if (!h) {
+        logger().warning(h.error().message());
+        continue;
+      }
+      set_loc.bind(1, pack).bind(2, static_cast<int64_t>(e.offset)).bind(3, int64_t{e.length});
+      BLKVAULT_TRY(set_loc.bind(4, int64_t{h->raw_size}).bind_blob(5, e.id).run());
+      add.bind_blob(1, e.id).bind(2, pack).bind(3, static_cast<int64_t>(e.offset)).bind(4, int64_t{e.length});
+      BLKVAULT_TRY(add.bind(5, int64_t{h->raw_size}).run());
+    }
+  }
+  return tx.commit();
+}
+
+Status Repository::Impl::replay_manifests(const std::set<std::string>& skip_packs, bool* disorder) {
   BLKVAULT_TRY_ASSIGN(auto missing, unindexed_manifests());
   if (missing.empty()) return {};
   logger().info("index: replaying " + std::to_string(missing.size()) + " generation(s) not yet indexed");
@@ -759,49 +910,14 @@ Status Repository::Impl::replay_manifests() {
   // Packs repair moved aside (a copy under damaged/) are not the truth any
   // more, even when a killed repair left them in packs/ (docs/FORMAT.md).
   BLKVAULT_TRY_ASSIGN(auto moved_aside, storage->list("damaged/"));
-  const std::set<std::string> aside(moved_aside.begin(), moved_aside.end());
-  {
-    BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
-    BLKVAULT_TRY_ASSIGN(auto known_pack, db->prepare("SELECT 1 FROM packs WHERE name = ?"));
-    BLKVAULT_TRY_ASSIGN(auto set_loc, db->prepare(
-                                          "UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_size = ? WHERE hash = ? "
-                                          "AND pack IS NULL"));
-    BLKVAULT_TRY_ASSIGN(auto add, db->prepare(
-                                      "INSERT OR IGNORE INTO chunks(hash, pack, offset, length, raw_size) VALUES (?, ?, ?, ?, ?)"));
-    for (const auto& name : packs) {
-      if (name.find(".tmp-") != std::string::npos || aside.count("damaged/" + name)) continue;
-      known_pack.bind(1, name);
-      BLKVAULT_TRY_ASSIGN(bool is_known, known_pack.step());
-      known_pack.reset();
-      if (is_known) continue;
-      auto entries = read_pack_index(*storage, name);
-      if (!entries) {
-        logger().warning("pack " + name + ": " + entries.error().message() + "; recovering its blobs by scanning");
-        entries = scan_pack(*storage, name);
-        if (!entries) {
-          logger().warning("pack " + name + ": " + entries.error().message() + "; skipped");
-          continue;
-        }
-      }
-      BLKVAULT_TRY_ASSIGN(uint64_t size, storage->size(name));
-      BLKVAULT_TRY_ASSIGN(int64_t pack, pack_rowid(name, size, true));
-      for (const auto& e : *entries) {
-        // The raw size is in the blob header; read it back.
-        BLKVAULT_TRY_ASSIGN(auto head, storage->get_range(name, e.offset, BlobHeader::kSize));
-        auto h = BlobHeader::decode(head, name + " at offset " + std::to_string(e.offset));
-        if (!h) {
-          logger().warning(h.error().message());
-          continue;
-        }
-        set_loc.bind(1, pack).bind(2, static_cast<int64_t>(e.offset)).bind(3, int64_t{e.length});
-        BLKVAULT_TRY(set_loc.bind(4, int64_t{h->raw_size}).bind_blob(5, e.id).run());
-        add.bind_blob(1, e.id).bind(2, pack).bind(3, static_cast<int64_t>(e.offset)).bind(4, int64_t{e.length});
-        BLKVAULT_TRY(add.bind(5, int64_t{h->raw_size}).run());
-      }
-    }
-    BLKVAULT_TRY(tx.commit());
-  }
+  std::set<std::string> skip = skip_packs;
+  for (const auto& name : moved_aside) skip.insert(name.substr(std::string_view("damaged/").size()));
+  BLKVAULT_TRY(learn_packs(packs, skip));
 
+  BLKVAULT_TRY_ASSIGN(auto newest_of, db->prepare(
+                                          "SELECT max(gd.generation) FROM generation_devices gd JOIN generations g "
+                                          "ON g.id = gd.generation WHERE gd.device = ? AND gd.complete = 1 "
+                                          "AND g.state IN ('complete', 'partial', 'pruned')"));
   for (GenerationId id : missing) {
     const std::string name = manifest_name(id);
     BLKVAULT_TRY_ASSIGN(auto sealed, storage->get(name));
@@ -817,6 +933,28 @@ Status Repository::Impl::replay_manifests() {
     }
     if (m->repository_id != config.id || m->chunk_size != config.chunk_size || m->generation.id != id) {
       logger().warning("manifest " + name + " does not belong to this repository; not indexed");
+      continue;
+    }
+    // A device's generations must be applied in id order (each delta goes on
+    // top of the device's latest map).
+    bool late = false;
+    for (size_t i = 0; i < m->generation.devices.size() && !late; ++i) {
+      const auto& d = m->generation.devices[i];
+      if (!d.complete) continue;
+      BLKVAULT_TRY_ASSIGN(int64_t dev, device_rowid(d.name, true));
+      newest_of.bind(1, dev);
+      BLKVAULT_TRY(newest_of.step());
+      late = !newest_of.is_null(0) && static_cast<GenerationId>(newest_of.int64(0)) > id;
+      newest_of.reset();
+    }
+    if (late) {
+      if (disorder != nullptr) {
+        *disorder = true;
+        return {};
+      }
+      // During a commit: left unindexed; the next open rebuilds the index.
+      logger().warning("generation " + std::to_string(id) + " arrived after a later generation of one of its devices; "
+                       "the next run rebuilds this index");
       continue;
     }
     BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
@@ -904,15 +1042,24 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   if (options.write) {
     if (remote) {
       std::string broke;
-      BLKVAULT_TRY_ASSIGN(auto lock, RepoLock::acquire_object(*impl->storage, options.lock_wait_s, name_host,
-                                                               ObjectLockOptions::from_environment(), &broke));
+      std::vector<std::string> broke_backups;
+      const auto lock_options = ObjectLockOptions::from_environment();
+      auto taken = options.shared
+                       ? RepoLock::acquire_shared_object(*impl->storage, options.lock_wait_s, name_host, lock_options, &broke)
+                       : RepoLock::acquire_object(*impl->storage, options.lock_wait_s, name_host, lock_options, &broke,
+                                                  &broke_backups);
+      BLKVAULT_TRY_ASSIGN(auto lock, std::move(taken));
       if (!broke.empty()) impl->logger().warning("broke the stale repository lock of " + broke);
+      for (const auto& b : broke_backups) impl->logger().warning("removed the stale backup marker of " + b);
+      impl->exclusive = !options.shared;
       BLKVAULT_TRY_ASSIGN(auto cache_lock, RepoLock::acquire(lock_dir, options.lock_wait_s, name_host));
       lock.also_hold(std::move(cache_lock));
       impl->lock.emplace(std::move(lock));
     } else {
+      // One SQLite index for every writer: they take turns (flock), backups included.
       BLKVAULT_TRY_ASSIGN(auto lock, RepoLock::acquire(path, options.lock_wait_s, name_host));
       impl->lock.emplace(std::move(lock));
+      impl->exclusive = true;
     }
   }
   // A reader brings the index up to date only when it must (a manifest it
@@ -931,7 +1078,8 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
   if (opened && !created) {
     BLKVAULT_TRY_ASSIGN(auto missing, impl->unindexed_manifests());
     BLKVAULT_TRY_ASSIGN(auto tombs, impl->pending_tombstones());
-    behind = !missing.empty() || !tombs.empty();
+    BLKVAULT_TRY_ASSIGN(auto gc_mark, impl->newer_gc_mark());
+    behind = !missing.empty() || !tombs.empty() || gc_mark.has_value();
   }
   std::optional<RepoLock> reader_lock;
   if ((behind || rebuild) && !options.write) {
@@ -1056,7 +1204,7 @@ Result<std::vector<KeyInfo>> Repository::list_keys() {
 Result<std::string> Repository::add_key(std::string_view passphrase, const KdfParams& kdf) {
   auto& impl = *impl_;
   if (!impl.keys) return fail(ErrorCode::kInvalidArgument, "repository " + impl.path + " is not encrypted");
-  if (!impl.lock) return fail(ErrorCode::kInternal, "add_key needs the repository opened for writing");
+  if (!impl.lock || !impl.exclusive) return fail(ErrorCode::kInternal, "add_key needs the repository opened for writing (not shared)");
   if (passphrase.empty()) return fail(ErrorCode::kInvalidArgument, "the new passphrase cannot be empty");
   const std::string id = random_hex(8);
   BLKVAULT_TRY_ASSIGN(auto text, wrap_master_key(*impl.master, passphrase, kdf, id, rfc3339_utc(now_ms())));
@@ -1072,7 +1220,7 @@ Result<std::string> Repository::add_key(std::string_view passphrase, const KdfPa
 Status Repository::remove_key(std::string_view id) {
   auto& impl = *impl_;
   if (!impl.keys) return fail(ErrorCode::kInvalidArgument, "repository " + impl.path + " is not encrypted");
-  if (!impl.lock) return fail(ErrorCode::kInternal, "remove_key needs the repository opened for writing");
+  if (!impl.lock || !impl.exclusive) return fail(ErrorCode::kInternal, "remove_key needs the repository opened for writing (not shared)");
   if (impl.config.key_mode == "keyfile") {
     return fail(ErrorCode::kInvalidArgument, "a keyfile repository has one key file; change its passphrase instead");
   }
@@ -1200,7 +1348,7 @@ void Repository::Impl::remove_index_files() {
 }
 
 Status Repository::rebuild_index() {
-  if (!impl_->lock) return fail(ErrorCode::kInternal, "rebuild_index needs the repository opened for writing");
+  if (!impl_->lock || !impl_->exclusive) return fail(ErrorCode::kInternal, "rebuild_index needs the repository opened for writing (not shared)");
   std::lock_guard guard(impl_->mu);
   impl_->db.reset();
   impl_->remove_index_files();

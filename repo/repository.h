@@ -307,6 +307,12 @@ class GenerationWriter {
 
 struct OpenOptions {
   bool write = false;          // take the writer lock
+  // With write, on object storage: a backup's shared hold (a backup marker,
+  // repo/lock.h) instead of the exclusive lock, so backups from many hosts run
+  // at once while prune, gc, index rebuilds and key changes wait for them.
+  // Such a Repository may only begin_generation(). A local repository's
+  // writers take turns all the same (one SQLite index).
+  bool shared = false;
   double lock_wait_s = 0;      // how long to wait for it
   Logger* log = nullptr;       // progress notes (index sync/rebuild); may be null
   // The file-system seam of a local repository and of its index (common/env.h;

@@ -7,7 +7,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/logger.h"
@@ -19,6 +21,16 @@
 
 namespace blkvault::repo {
 
+// Marks a gc publishes ("gc/<20-digit unix ms>") before it deletes or rewrites
+// packs, so other hosts' index caches learn that packs they know may be gone.
+inline constexpr const char* kGcMarkDir = "gc/";
+
+// A chunk_map row some remaining generation reads (SQL, for gc and reconcile_packs).
+inline constexpr std::string_view kLiveRow =
+    "EXISTS (SELECT 1 FROM generation_devices gd JOIN generations g ON g.id = gd.generation "
+    "WHERE gd.device = chunk_map.device AND gd.complete = 1 AND g.state IN ('complete', 'partial') "
+    "AND gd.generation >= chunk_map.gen_from AND gd.generation < chunk_map.gen_to)";
+
 // gen_to of a chunk_map row that is still current.
 inline constexpr int64_t kOpenEnd = INT64_MAX;
 
@@ -27,6 +39,7 @@ struct Repository::Impl {
   RepoConfig config;
   std::unique_ptr<Storage> storage;
   std::optional<RepoLock> lock;  // held when opened for writing
+  bool exclusive = false;        // the lock excludes backups too (not OpenOptions::shared on S3)
   Logger* log = nullptr;
   NullLogger null_log;
   Env* env = nullptr;  // OpenOptions::env: null is the real file system and SQLite's own VFS
@@ -70,9 +83,25 @@ struct Repository::Impl {
   Result<std::vector<GenerationId>> unindexed_manifests();
   // Tombstones ("pruned/<id>") whose generation the index does not show pruned.
   Result<std::vector<GenerationId>> pending_tombstones();
-  // Replays manifests (and pack trailers) the index does not know yet.
-  Status replay_manifests();
-  // replay_manifests, then applies pending tombstones.
+  // Replays manifests (and pack trailers, except those of `skip_packs`: a
+  // committing writer's own) the index does not know yet, in id order. A
+  // manifest older than an indexed generation of one of its devices (two
+  // hosts committed in the same instant) sets *disorder and stops, or, with
+  // disorder null, is left unindexed.
+  Status replay_manifests(const std::set<std::string>& skip_packs, bool* disorder);
+  // Indexes the packs among `packs` the index does not know (their trailers,
+  // and one blob header per chunk for its raw size), except `skip`.
+  Status learn_packs(const std::vector<std::string>& packs, const std::set<std::string>& skip);
+  // The newest "gc/<ms>" mark when this index has not seen it (another
+  // host's gc deleted or rewrote packs), nullopt otherwise.
+  Result<std::optional<std::string>> newer_gc_mark();
+  Status note_gc_mark(const std::string& mark);
+  // Forgets generations whose manifests another host's gc deleted (with the
+  // map rows only they read) and packs that are gone, learns new packs, then
+  // notes `mark`.
+  Status reconcile_packs(const std::string& mark);
+  // replay_manifests (rebuilding the index when they arrived out of order),
+  // reconcile_packs after another host's gc, then applies pending tombstones.
   Status sync_index();
   Result<int64_t> device_rowid(const std::string& name, bool create);
   Result<std::optional<int64_t>> chunk_rowid(const ChunkId& id);

@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "common/s3_credentials.h"
+
 namespace blkvault::repo::s3 {
 namespace {
 
@@ -223,9 +225,18 @@ Status apply_environment(Endpoint& endpoint, ClientOptions& options) {
   options.credentials.access_key = env("AWS_ACCESS_KEY_ID");
   options.credentials.secret_key = env("AWS_SECRET_ACCESS_KEY");
   options.credentials.session_token = env("AWS_SESSION_TOKEN");
+  const std::string file = env("BLKVAULT_S3_CREDENTIALS_FILE");
+  if ((options.credentials.access_key.empty() || options.credentials.secret_key.empty()) && !file.empty()) {
+    // The environment's keys come first; otherwise the credentials file.
+    BLKVAULT_TRY_ASSIGN(auto c, read_s3_credentials_file(file));
+    options.credentials.access_key = c.access_key;
+    options.credentials.secret_key = c.secret_key;
+    options.credentials.session_token = c.session_token;
+  }
   if (options.credentials.access_key.empty() || options.credentials.secret_key.empty()) {
     return fail(ErrorCode::kInvalidArgument,
-                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (see docs/OBJECT-STORAGE.md)");
+                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a credentials file "
+                "(BLKVAULT_S3_CREDENTIALS_FILE, or credentials-file in the config) (see docs/OBJECT-STORAGE.md)");
   }
   if (std::string r = env("AWS_REGION"); !r.empty()) endpoint.region = r;
   if (std::string r = env("AWS_DEFAULT_REGION"); !r.empty()) endpoint.region = r;

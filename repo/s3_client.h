@@ -61,7 +61,9 @@ struct ClientOptions {
 };
 
 // Credentials and addressing from the environment: AWS_ACCESS_KEY_ID,
-// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION / AWS_REGION,
+// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (or, when the two keys are not both
+// set, the [default] section of the file BLKVAULT_S3_CREDENTIALS_FILE names:
+// common/s3_credentials.h), AWS_DEFAULT_REGION / AWS_REGION,
 // BLKVAULT_S3_ADDRESSING=path|virtual, BLKVAULT_S3_CA_FILE,
 // BLKVAULT_S3_INSECURE_TLS=1 (tests only). kInvalidArgument when a key is missing.
 Status apply_environment(Endpoint& endpoint, ClientOptions& options);

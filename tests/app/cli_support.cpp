@@ -1,6 +1,7 @@
 #include "app/cli_support.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,13 +31,17 @@ std::string drain(int fd) {
 }  // namespace
 
 CliRun run_blkvault(const std::vector<std::string>& args, const std::vector<std::string>& env,
-                    const std::string& stdin_path) {
+                    const std::string& stdin_path, const std::string& host_name) {
   char out_tmpl[] = "/tmp/blkvault-out-XXXXXX";
   char err_tmpl[] = "/tmp/blkvault-err-XXXXXX";
   int out_fd = ::mkstemp(out_tmpl);
   int err_fd = ::mkstemp(err_tmpl);
   pid_t pid = ::fork();
   if (pid == 0) {
+    // Another simulated host: its own UTS namespace and host name (needs root).
+    if (!host_name.empty() && (::unshare(CLONE_NEWUTS) != 0 || ::sethostname(host_name.data(), host_name.size()) != 0)) {
+      _exit(126);
+    }
     ::dup2(out_fd, 1);
     ::dup2(err_fd, 2);
     if (!stdin_path.empty()) {

@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+#include "common/s3_credentials.h"
 #include "temp_dir.h"
 
 namespace blkvault::config {
@@ -495,6 +496,38 @@ TEST(JobConfig, BadLimitsSayWhatIsWrong) {
                    "t.toml:10:19: job.x.limits.read: 'auto:abc' is not a read limit: expected a positive number of "
                    "MB/s (1 MB = 10^6 bytes), 'auto' or 'auto:MAX'",
                    "t.toml:10:40: job.x.limits.upload: expected a number of MB/s"}));
+}
+
+TEST(JobConfig, AnS3CredentialsFileIsReadAndChecked) {
+  test::TempDir dir;
+  const std::string good = dir / "s3.credentials", bad = dir / "bad.credentials", missing = dir / "none";
+  {
+    std::ofstream(good) << "# the AWS CLI's format\n[other]\naws_access_key_id = NOTTHIS\n\n[default]\n"
+                           "AWS_Access_Key_Id = AKIAEXAMPLE \naws_secret_access_key=secret/with=signs\n";
+    std::ofstream(bad) << "[default]\naws_access_key_id = AKIAEXAMPLE\n";
+  }
+  const std::string head = "[repository]\npath = \"s3:https://s3.example.com/backups\"\ncredentials-file = ";
+  CheckResult r = check_text(head + "\"" + good + "\"\n", "t.toml");
+  ASSERT_TRUE(r.ok()) << to_string(r.problems.front());
+  EXPECT_EQ(r.config.repository.credentials_file, good);
+  auto c = read_s3_credentials_file(good);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->access_key, "AKIAEXAMPLE");
+  EXPECT_EQ(c->secret_key, "secret/with=signs");
+  EXPECT_EQ(c->session_token, "");
+  EXPECT_EQ(problems_of(head + "\"" + bad + "\"\n"),
+            (Lines{"t.toml:3:20: repository.credentials-file: S3 credentials file " + bad +
+                   " has no aws_secret_access_key in its [default] section"}));
+  auto none = problems_of(head + "\"" + missing + "\"\n");
+  ASSERT_EQ(none.size(), 1u);
+  EXPECT_EQ(none[0].rfind("t.toml:3:20: repository.credentials-file: reading S3 credentials file " + missing + ": ", 0), 0u)
+      << none[0];
+  EXPECT_EQ(problems_of("[repository]\npath = \"/srv/repo\"\ncredentials-file = \"" + good + "\"\n"),
+            (Lines{"t.toml:3:20: repository.credentials-file: is only for an s3: repository (path is a directory)"}));
+  {
+    std::ofstream(bad) << "[prod]\naws_access_key_id = A\naws_secret_access_key = B\n";
+  }
+  EXPECT_EQ(read_s3_credentials_file(bad).error().message(), "S3 credentials file " + bad + " has no [default] section");
 }
 
 TEST(JobConfig, LoadFileRefusesAFileWithProblems) {

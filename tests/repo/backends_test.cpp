@@ -8,12 +8,15 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
 
 #include "ceph_gateway.h"
+#include "common/file_io.h"
 #include "repo/pack.h"
+#include "repo/repository_impl.h"
 #include "repo/s3_storage.h"
 #include "repo_support.h"
 
@@ -388,6 +391,349 @@ TEST_P(BackendTest, RollingVerifyPartsCoverEveryPackOnceAndOnlyTheRightOneFindsD
   ASSERT_EQ(theirs->size(), mine->size());
   for (const auto& p : *theirs) EXPECT_EQ(p.verified_ms.has_value(), !remote()) << p.name;
 }
+
+// Forwards to another Storage, calling `before_put` first.
+class PutHookStorage final : public Storage {
+ public:
+  PutHookStorage(std::unique_ptr<Storage> inner, std::function<void(std::string_view)> before_put)
+      : inner_(std::move(inner)), hook_(std::move(before_put)) {}
+  std::string description() const override { return inner_->description(); }
+  Status put(std::string_view n, std::span<const uint8_t> d) override {
+    hook_(n);
+    return inner_->put(n, d);
+  }
+  Result<std::unique_ptr<Writer>> create(std::string_view n) override { return inner_->create(n); }
+  Result<std::vector<uint8_t>> get(std::string_view n) override { return inner_->get(n); }
+  Result<std::vector<uint8_t>> get_range(std::string_view n, uint64_t o, uint64_t l) override {
+    return inner_->get_range(n, o, l);
+  }
+  Result<uint64_t> size(std::string_view n) override { return inner_->size(n); }
+  Result<bool> exists(std::string_view n) override { return inner_->exists(n); }
+  Result<std::vector<std::string>> list(std::string_view p) override { return inner_->list(p); }
+  Result<std::vector<std::string>> list_unpublished(std::string_view p) override { return inner_->list_unpublished(p); }
+  Status remove(std::string_view n) override { return inner_->remove(n); }
+
+ private:
+  std::unique_ptr<Storage> inner_;
+  std::function<void(std::string_view)> hook_;
+};
+
+// Concurrent writers: only object storage has them (a local repository's
+// writers take turns on its one index), so these skip on "local".
+class ConcurrentBackupTest : public BackendTest {
+ protected:
+  void SetUp() override {
+    BackendTest::SetUp();
+    if (!IsSkipped() && !remote()) GTEST_SKIP() << "a local repository's writers take turns (one SQLite index)";
+  }
+  OpenOptions host(const std::string& name, bool shared = true) {
+    OpenOptions o;
+    o.write = true;
+    o.shared = shared;
+    o.cache_dir = dir_ / (name + "-cache");
+    return o;
+  }
+  std::unique_ptr<Repository> open_as(const OpenOptions& o) {
+    auto r = Repository::open(repo_path(), o);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message());
+    return r ? std::move(*r) : nullptr;
+  }
+  std::vector<std::string> storage_list(const std::string& url, const std::string& prefix) {
+    auto s = S3Storage::open(url);
+    EXPECT_TRUE(s);
+    auto names = (*s)->list(prefix);
+    EXPECT_TRUE(names);
+    return names ? *names : std::vector<std::string>();
+  }
+  std::unique_ptr<Repository> reader(const std::string& name) {
+    OpenOptions o;
+    o.cache_dir = dir_ / (name + "-cache");
+    return open_as(o);
+  }
+  // Every blob in every pack of the store, by chunk id: how often each is stored.
+  std::map<std::string, int> stored_copies(Repository& r) {
+    std::map<std::string, int> out;
+    auto names = r.storage().list("packs/");
+    EXPECT_TRUE(names);
+    for (const auto& n : *names) {
+      auto entries = read_pack_index(r.storage(), n);
+      EXPECT_TRUE(entries) << n;
+      for (const auto& e : *entries) out[to_hex(e.id)]++;
+    }
+    return out;
+  }
+};
+
+TEST_P(ConcurrentBackupTest, ThreeHostsBackUpAtOnceAndEachRestoresByteIdentical) {
+  init(256 << 10);
+  std::mt19937_64 rng(31);
+  std::vector<uint8_t> shared(12 * kChunk);
+  for (auto& x : shared) x = static_cast<uint8_t>(rng());
+  std::vector<SimDevice> devs;
+  for (int h = 0; h < 3; ++h) {
+    SimDevice d{"/dev/host" + std::to_string(h), shared};
+    d.bytes.resize(20 * kChunk);
+    for (size_t i = shared.size(); i < d.bytes.size(); ++i) d.bytes[i] = static_cast<uint8_t>(rng());
+    devs.push_back(std::move(d));
+  }
+  // Round 1: all three hold the repository at once (each open succeeds while
+  // the others are open: they overlap), and commit in parallel.
+  std::vector<std::unique_ptr<Repository>> repos;
+  for (int h = 0; h < 3; ++h) {
+    repos.push_back(open_as(host("host" + std::to_string(h))));
+    ASSERT_NE(repos.back(), nullptr);
+  }
+  auto marker_count = repos[0]->storage().list("locks/");
+  ASSERT_TRUE(marker_count);
+  EXPECT_EQ(marker_count->size(), 3u) << "three backup markers at once";
+  std::vector<Result<GenerationInfo>> done(3, fail(ErrorCode::kInternal, "not run"));
+  {
+    std::vector<std::thread> ts;
+    for (int h = 0; h < 3; ++h) ts.emplace_back([&, h] { done[h] = backup(*repos[h], {&devs[h]}, true); });
+    for (auto& t : ts) t.join();
+  }
+  std::set<GenerationId> ids;
+  for (int h = 0; h < 3; ++h) {
+    ASSERT_TRUE(done[h]) << done[h].error().message();
+    ids.insert(done[h]->id);
+  }
+  EXPECT_EQ(ids, (std::set<GenerationId>{1, 2, 3})) << "three generations, no id taken twice";
+  repos.clear();
+  EXPECT_TRUE(storage_list(repo_path(), "locks/").empty()) << "markers released";
+  // Round 2, again at once: each host's device changes a little; what the
+  // others stored (the shared part) is reused, not stored again.
+  std::vector<uint64_t> changed;
+  for (auto& d : devs) {
+    d.mutate(rng, 2);
+    changed.push_back(d.dirty.size() * kChunk);
+  }
+  for (int h = 0; h < 3; ++h) repos.push_back(open_as(host("host" + std::to_string(h))));
+  std::vector<Result<GenerationInfo>> again(3, fail(ErrorCode::kInternal, "not run"));
+  {
+    std::vector<std::thread> ts;
+    for (int h = 0; h < 3; ++h) ts.emplace_back([&, h] { again[h] = backup(*repos[h], {&devs[h]}, true); });
+    for (auto& t : ts) t.join();
+  }
+  for (int h = 0; h < 3; ++h) {
+    ASSERT_TRUE(again[h]) << again[h].error().message();
+    EXPECT_LE(again[h]->devices[0].new_bytes, changed[h]) << "only its changes are new";
+  }
+  repos.clear();
+  // Every host's cache shows all six generations and restores all of them.
+  for (int h = 0; h < 3; ++h) {
+    SCOPED_TRACE("host" + std::to_string(h));
+    auto r = reader("host" + std::to_string(h));
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->generations()->size(), 6u);
+    for (int o = 0; o < 3; ++o) expect_restores(*r, again[o]->id, devs[o], devs[o].bytes);
+    auto v = r->verify(VerifyOptions{.data = true}, nullptr, {});
+    ASSERT_TRUE(v);
+    EXPECT_TRUE(v->clean());
+  }
+  // The shared chunks were uploaded by each host while none knew the others'
+  // (round 1); the index keeps one copy, and gc leaves exactly one in the store.
+  {
+    auto g = open_as(host("maintenance", /*shared=*/false));
+    ASSERT_NE(g, nullptr);
+    GcOptions o;
+    o.repack_below = 1.0;  // rewrite every pack holding garbage
+    auto report = g->gc(o, nullptr);
+    ASSERT_TRUE(report) << report.error().message();
+    for (const auto& [id, copies] : stored_copies(*g)) EXPECT_EQ(copies, 1) << "chunk " << id;
+    EXPECT_EQ(stored_copies(*g).size(), g->stats()->chunks);
+  }
+  for (int h = 0; h < 3; ++h) {
+    auto r = reader("host" + std::to_string(h));  // sees the gc's mark: learns the rewritten packs
+    ASSERT_NE(r, nullptr);
+    for (int o = 0; o < 3; ++o) expect_restores(*r, again[o]->id, devs[o], devs[o].bytes);
+    auto v = r->verify(VerifyOptions{.data = true}, nullptr, {});
+    ASSERT_TRUE(v);
+    EXPECT_TRUE(v->clean()) << "host" << h << ": "
+                            << (v->problems.empty() ? (v->damage.empty() ? "" : v->damage[0].what) : v->problems[0]);
+  }
+}
+
+TEST_P(ConcurrentBackupTest, TwoCommitsRacingForOneGenerationIdBothSucceedUnderDifferentIds) {
+  init();
+  SimDevice d1{"/dev/h1", std::vector<uint8_t>(5 * kChunk, 0x11)}, d2{"/dev/h2", std::vector<uint8_t>(5 * kChunk, 0x22)};
+  auto h1 = open_as(host("host1"));
+  ASSERT_NE(h1, nullptr);
+  // Host 2 looks at the manifests, picks id 1, and just before its publish
+  // host 1 publishes id 1: host 2's conditional create is refused.
+  bool raced = false;
+  Result<GenerationInfo> first = fail(ErrorCode::kInternal, "not run");
+  std::unique_ptr<GenerationWriter> w1;
+  auto o2 = host("host2");
+  o2.wrap_storage = [&](std::unique_ptr<Storage> inner) -> std::unique_ptr<Storage> {
+    return std::make_unique<PutHookStorage>(std::move(inner), [&](std::string_view name) {
+      if (raced || name.rfind("manifests/", 0) != 0) return;
+      raced = true;
+      first = w1->commit(false);
+    });
+  };
+  auto h2 = open_as(o2);
+  ASSERT_NE(h2, nullptr);
+  auto begin1 = h1->begin_generation("host1", "v");
+  auto begin2 = h2->begin_generation("host2", "v");
+  ASSERT_TRUE(begin1 && begin2);
+  w1 = std::move(*begin1);
+  EXPECT_EQ(w1->id(), 1u);
+  EXPECT_EQ((*begin2)->id(), 1u) << "both start on the same id";
+  for (auto [w, d] : {std::pair{w1.get(), &d1}, std::pair{begin2->get(), &d2}}) {
+    auto dw = w->add_device(d->name, d->bytes.size(), false);
+    ASSERT_TRUE(dw);
+    for (uint64_t c = 0; c < 5; ++c) ASSERT_TRUE((*dw)->put(c, std::span(d->bytes).subspan(c * kChunk, kChunk)));
+  }
+  auto second = (*begin2)->commit(false);
+  ASSERT_TRUE(raced);
+  ASSERT_TRUE(first) << first.error().message();
+  ASSERT_TRUE(second) << second.error().message();
+  EXPECT_EQ(first->id, 1u);
+  EXPECT_EQ(second->id, 2u) << "the loser commits under the next free id";
+  EXPECT_EQ(second->host, "host2");
+  w1.reset();
+  begin2->reset();
+  h1.reset();
+  h2.reset();
+  for (const char* name : {"host1", "host2", "host3"}) {
+    SCOPED_TRACE(name);
+    auto r = reader(name);
+    ASSERT_NE(r, nullptr);
+    auto gens = r->generations();
+    ASSERT_TRUE(gens);
+    ASSERT_EQ(gens->size(), 2u) << "no failed or in-progress leftover of the lost id";
+    EXPECT_EQ((*gens)[0].host, "host1");
+    EXPECT_EQ((*gens)[1].host, "host2");
+    expect_restores(*r, 1, d1, d1.bytes);
+    expect_restores(*r, 2, d2, d2.bytes);
+  }
+}
+
+TEST_P(ConcurrentBackupTest, TwoHostsBackingUpTheSameDeviceNameAtOnceKeepEachMapRight) {
+  init();
+  // Both hosts call their disk /dev/sda; each started from generation 1.
+  SimDevice base{"/dev/sda", std::vector<uint8_t>(8 * kChunk)};
+  std::mt19937_64 rng(41);
+  for (auto& x : base.bytes) x = static_cast<uint8_t>(rng());
+  {
+    auto r = open_as(host("host1"));
+    ASSERT_TRUE(backup(*r, {&base}, true));
+  }
+  SimDevice a = base, b = base;
+  a.dirty.clear();
+  b.dirty.clear();
+  std::memset(a.bytes.data() + 2 * kChunk, 0xAA, kChunk);
+  a.mark(2 * kChunk, kChunk);
+  std::memset(b.bytes.data() + 5 * kChunk, 0xBB, kChunk);
+  b.mark(5 * kChunk, kChunk);
+  auto h1 = open_as(host("host1"));
+  auto h2 = open_as(host("host2"));
+  ASSERT_TRUE(h1 && h2);
+  auto ga = backup(*h1, {&a}, false);  // generation 2: delta against 1
+  ASSERT_TRUE(ga) << ga.error().message();
+  auto gb = backup(*h2, {&b}, false);  // also built on 1, but 2 came first: recorded whole
+  ASSERT_TRUE(gb) << gb.error().message();
+  EXPECT_EQ(gb->id, 3u);
+  EXPECT_FALSE(gb->devices[0].parent.has_value());
+  h1.reset();
+  h2.reset();
+  for (const char* name : {"host1", "host2", "host3"}) {
+    SCOPED_TRACE(name);
+    auto r = reader(name);
+    ASSERT_NE(r, nullptr);
+    expect_restores(*r, 1, base, base.bytes);
+    expect_restores(*r, 2, a, a.bytes);
+    expect_restores(*r, 3, b, b.bytes);
+  }
+}
+
+TEST_P(ConcurrentBackupTest, PruneAndGcWaitForARunningBackupAndLoseNothing) {
+  init(128 << 10);
+  std::mt19937_64 rng(43);
+  SimDevice old_dev{"/dev/old", std::vector<uint8_t>(10 * kChunk)}, dev{"/dev/busy", std::vector<uint8_t>(10 * kChunk)};
+  for (auto& x : old_dev.bytes) x = static_cast<uint8_t>(rng());
+  for (auto& x : dev.bytes) x = static_cast<uint8_t>(rng());
+  {
+    auto r = open_as(host("busy"));
+    ASSERT_TRUE(backup(*r, {&old_dev}, true));  // generation 1: pruned below
+    ASSERT_TRUE(backup(*r, {&dev}, true));      // generation 2
+  }
+  // A backup on host "busy" is under way (its chunks put, not committed)...
+  auto busy = open_as(host("busy"));
+  ASSERT_NE(busy, nullptr);
+  auto w = busy->begin_generation("busy", "v");
+  ASSERT_TRUE(w);
+  dev.mutate(rng, 6);
+  auto dw = (*w)->add_device(dev.name, dev.bytes.size(), true);
+  ASSERT_TRUE(dw);
+  for (uint64_t c : dev.dirty) ASSERT_TRUE((*dw)->put(c, std::span(dev.bytes).subspan(c * kChunk, kChunk)));
+  // ...so prune and gc from another host are refused at once, naming it...
+  auto refused = Repository::open(repo_path(), host("maint", /*shared=*/false));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kLocked);
+  EXPECT_EQ(refused.error().message().rfind("repository " + repo_path() + " has a backup in progress: pid " +
+                                                std::to_string(::getpid()) + " on host ",
+                                            0),
+            0u)
+      << refused.error().message();
+  // ...or, waiting, get the lock once it has committed.
+  std::atomic<int64_t> committed_ms{0};
+  std::thread finisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    auto g = (*w)->commit(false);
+    EXPECT_TRUE(g) << g.error().message();
+    committed_ms = now_ms();
+    w->reset();
+    busy.reset();
+  });
+  auto maint_opts = host("maint", false);
+  maint_opts.lock_wait_s = 60;
+  auto maint = open_as(maint_opts);
+  const int64_t got_ms = now_ms();
+  finisher.join();
+  ASSERT_NE(maint, nullptr);
+  EXPECT_GE(got_ms, committed_ms.load()) << "gc got the lock only after the backup committed";
+  ASSERT_TRUE(maint->forget({1}));
+  GcOptions o;
+  o.repack_below = 1.0;
+  auto report = maint->gc(o, nullptr);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_GT(report->packs_deleted + report->packs_rewritten, 0u);
+  maint.reset();
+  for (const char* name : {"busy", "maint", "fresh"}) {
+    SCOPED_TRACE(name);
+    auto r = reader(name);
+    ASSERT_NE(r, nullptr);
+    expect_restores(*r, 3, dev, dev.bytes);
+    auto v = r->verify(VerifyOptions{.data = true}, nullptr, {});
+    ASSERT_TRUE(v);
+    EXPECT_TRUE(v->clean()) << (v->problems.empty() ? (v->damage.empty() ? "" : v->damage[0].what) : v->problems[0]);
+  }
+}
+
+TEST_P(ConcurrentBackupTest, ABackupWaitsWhileGcHoldsTheLock) {
+  init();
+  auto maint = open_as(host("maint", /*shared=*/false));
+  ASSERT_NE(maint, nullptr);
+  auto refused = Repository::open(repo_path(), host("h1"));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kLocked);
+  EXPECT_EQ(refused.error().message().rfind("repository " + repo_path() + " is locked by pid ", 0), 0u)
+      << refused.error().message();
+  EXPECT_TRUE(maint->storage().list("locks/")->empty()) << "the refused backup took its marker back";
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    maint.reset();
+  });
+  auto o = host("h1");
+  o.lock_wait_s = 30;
+  auto waited = Repository::open(repo_path(), o);
+  release.join();
+  ASSERT_TRUE(waited) << waited.error().message();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ConcurrentBackupTest, ::testing::Values("local", "s3"),
+                         [](const auto& info) { return info.param; });
 
 INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values("local", "s3"),
                          [](const auto& info) { return info.param; });

@@ -69,7 +69,8 @@ TEST(S3Url, CredentialsComeFromTheEnvironment) {
   if (was != nullptr) ::setenv("AWS_ACCESS_KEY_ID", saved.c_str(), 1);
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().message(),
-            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (see docs/OBJECT-STORAGE.md)");
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a credentials file "
+            "(BLKVAULT_S3_CREDENTIALS_FILE, or credentials-file in the config) (see docs/OBJECT-STORAGE.md)");
 }
 
 TEST(S3Client, RetriesATransportFailureThenReportsIt) {
@@ -317,6 +318,103 @@ TEST_F(S3StorageTest, ALockOfADeadProcessOfThisHostIsBrokenAtOnce) {
   auto other = RepoLock::acquire_object(*storage_, 0, true, o);
   ASSERT_FALSE(other);
   EXPECT_EQ(other.error().code(), ErrorCode::kLocked);
+}
+
+TEST_F(S3StorageTest, ABackupMarkerHoldsOffTheExclusiveLockUntilItEnds) {
+  ObjectLockOptions o;
+  auto backup = RepoLock::acquire_shared_object(*storage_, 0, true, o);
+  ASSERT_TRUE(backup) << backup.error().message();
+  auto second = RepoLock::acquire_shared_object(*storage_, 0, true, o);
+  ASSERT_TRUE(second) << "backups share the repository: " << second.error().message();
+  EXPECT_EQ(storage_->list("locks/")->size(), 2u);
+  auto gc = RepoLock::acquire_object(*storage_, 0, true, o);
+  ASSERT_FALSE(gc);
+  EXPECT_EQ(gc.error().code(), ErrorCode::kLocked);
+  EXPECT_EQ(gc.error().message().rfind("repository " + url_ + " has a backup in progress: pid " +
+                                           std::to_string(::getpid()) + " on host ",
+                                       0),
+            0u)
+      << gc.error().message();
+  EXPECT_NE(gc.error().message().find(" and 1 more"), std::string::npos) << gc.error().message();
+  EXPECT_FALSE(*storage_->exists("lock")) << "the refused exclusive holder let go of the lock";
+  auto holders = RepoLock::object_backups(*storage_, o);
+  ASSERT_TRUE(holders);
+  ASSERT_EQ(holders->size(), 2u);
+  EXPECT_EQ((*holders)[0].rfind("pid " + std::to_string(::getpid()) + " on host ", 0), 0u) << (*holders)[0];
+  EXPECT_TRUE(backup->check_held());
+  backup = fail(ErrorCode::kInternal, "released");
+  second = fail(ErrorCode::kInternal, "released");
+  EXPECT_TRUE(storage_->list("locks/")->empty());
+  auto now = RepoLock::acquire_object(*storage_, 0, true, o);
+  ASSERT_TRUE(now) << now.error().message();
+  // While it is held, a backup steps back (its marker removed) and waits.
+  auto refused = RepoLock::acquire_shared_object(*storage_, 0, true, o);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kLocked);
+  EXPECT_EQ(refused.error().message().rfind("repository " + url_ + " is locked by pid ", 0), 0u);
+  EXPECT_TRUE(storage_->list("locks/")->empty());
+}
+
+TEST_F(S3StorageTest, AStaleBackupMarkerOrOneOfADeadProcessDoesNotBlockTheLock) {
+  // Another host's backup that died 10 s ago, with stale_s = 5.
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count() - 10000;
+  ASSERT_TRUE(storage_->put("locks/backup-deadbeef",
+                            bytes("holder: pid 1 on host gone since 2026-01-01T00:00:00Z\ntoken: deadbeef\ntime_ms: " +
+                                  std::to_string(ms) + "\npid: 1\nhost_key: 0000000000000000\n")));
+  ObjectLockOptions o;
+  o.stale_s = 5;
+  o.refresh_s = 1;
+  EXPECT_EQ(*RepoLock::object_backups(*storage_, o),
+            std::vector<std::string>{"pid 1 on host gone since 2026-01-01T00:00:00Z (stale: the next prune or gc will remove it)"});
+  std::vector<std::string> broke;
+  {
+    auto lock = RepoLock::acquire_object(*storage_, 0, true, o, nullptr, &broke);
+    ASSERT_TRUE(lock) << lock.error().message();
+  }
+  EXPECT_EQ(broke, std::vector<std::string>{"pid 1 on host gone since 2026-01-01T00:00:00Z"});
+  EXPECT_TRUE(storage_->list("locks/")->empty());
+  // A live backup refreshes: after more than stale_s its marker still holds.
+  auto live = RepoLock::acquire_shared_object(*storage_, 0, true, o);
+  ASSERT_TRUE(live);
+  std::this_thread::sleep_for(std::chrono::milliseconds(6500));
+  auto held_off = RepoLock::acquire_object(*storage_, 0, true, o);
+  ASSERT_FALSE(held_off);
+  EXPECT_EQ(held_off.error().code(), ErrorCode::kLocked);
+  live = fail(ErrorCode::kInternal, "released");
+  // A backup of this host killed without cleaning up: its pid is gone, so
+  // the marker is removed at once even with the 30-minute default.
+  ObjectLockOptions defaults;
+  pid_t child = ::fork();
+  if (child == 0) {
+    auto l = RepoLock::acquire_shared_object(*storage_, 0, true, defaults);
+    if (!l) _exit(1);
+    std::_Exit(0);  // no destructors: the marker stays
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_EQ(storage_->list("locks/")->size(), 1u);
+  broke.clear();
+  auto lock = RepoLock::acquire_object(*storage_, 0, true, defaults, nullptr, &broke);
+  ASSERT_TRUE(lock) << lock.error().message();
+  ASSERT_EQ(broke.size(), 1u);
+  EXPECT_EQ(broke[0].rfind("pid " + std::to_string(child) + " on host ", 0), 0u) << broke[0];
+}
+
+TEST_F(S3StorageTest, AHolderWhoseMarkerWasBrokenKnowsIt) {
+  ObjectLockOptions o;
+  auto backup = RepoLock::acquire_shared_object(*storage_, 0, true, o);
+  ASSERT_TRUE(backup);
+  auto names = storage_->list("locks/");
+  ASSERT_EQ(names->size(), 1u);
+  ASSERT_TRUE(storage_->remove(names->front()));  // as another host does to a stale marker
+  auto st = backup->check_held();
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), ErrorCode::kLocked);
+  EXPECT_EQ(st.error().message(), "the backup marker " + names->front() + " of repository " + url_ +
+                                      " was removed while this process held it (another host took it for stale: was "
+                                      "this process stopped for longer than BLKVAULT_LOCK_STALE_S?)");
 }
 
 }  // namespace
