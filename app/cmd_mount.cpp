@@ -10,6 +10,7 @@
 #include <fuse3/fuse.h>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -240,6 +241,12 @@ Status cmd_mount(Context& ctx, const MountOptions& opts) {
       if (!t.per_generation) shown.push_back(name);
     }
   }
+  // Chunk buffers (up to 16 MiB, freed in any of FUSE's threads) from mmap,
+  // so a freed one goes back to the system: with glibc's adaptive threshold
+  // they came from per-thread arenas after the first free and stayed there,
+  // fragmented (a 512 MiB image read through a 64 MiB cache: 248 MiB peak RSS
+  // with it, 83 MiB with this). Setting the threshold turns adaptation off.
+  ::mallopt(M_MMAP_THRESHOLD, 128 << 10);
   MountReader reader(*repository, cache_bytes);
   t.reader = &reader;
 
