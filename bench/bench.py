@@ -1065,7 +1065,7 @@ def targets(results):
         core = [r for r in bv if r["op"] in ("full backup", "1% incremental", "10% incremental", "restore latest",
                                              "verify data")]
         if core and top not in core:
-            # The mount keeps a 256 MiB chunk cache: the same target without it.
+            # The mount holds a chunk cache (64 MiB by default): the same target without it.
             top = max(core, key=lambda r: r["rss_bytes"])
             where = f"{top['op']}, {top['tool']}" + (f", {human(top['size_bytes'])} image" if "size_bytes" in top else "")
             out.append(("peak RSS < 200 MiB in every backup, restore and verify", top["rss_bytes"] < 200 * MIB,
