@@ -18,18 +18,6 @@
 namespace blkvault::app {
 namespace {
 
-std::string local_timestamp() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::localtime_r(&now, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
-  std::string s = buf;
-  // +0100 -> +01:00 (RFC 3339).
-  if (s.size() >= 5) s.insert(s.size() - 2, ":");
-  return s;
-}
-
 // The local syslog socket: /dev/log, or BLKVAULT_SYSLOG_SOCKET (docs/CONFIG.md).
 std::string syslog_socket_path() {
   const char* env = std::getenv("BLKVAULT_SYSLOG_SOCKET");
@@ -97,7 +85,7 @@ JobLog JobLog::syslog_only(std::string job, bool use_syslog, Output& out) {
 void JobLog::write_line(std::string_view text) {
   if (!fd_) return;
   // One write(2) per line with O_APPEND: lines of concurrent runs never interleave.
-  std::string line = fmt::format("{} blkvault[{}]: job {}: {}\n", local_timestamp(), ::getpid(), job_, text);
+  std::string line = fmt::format("{} blkvault[{}]: job {}: {}\n", format_now_rfc3339(), ::getpid(), job_, text);
   Status st = write_full(fd_.get(), {reinterpret_cast<const uint8_t*>(line.data()), line.size()}, "the log file");
   if (!st && write_problem_.empty()) write_problem_ = st.error().message();
 }

@@ -240,4 +240,15 @@ std::string format_time(int64_t ms, bool local) {
 std::string format_time_utc(int64_t ms) { return format_time(ms, false); }
 std::string format_time_local(int64_t ms) { return format_time(ms, true); }
 
+std::string format_now_rfc3339() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::localtime_r(&now, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
+  std::string s = buf;
+  if (s.size() >= 5) s.insert(s.size() - 2, ":");  // +0100 -> +01:00
+  return s;
+}
+
 }  // namespace blkvault::app

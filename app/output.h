@@ -88,6 +88,8 @@ class Output final : public Logger {
 // time zone with its abbreviation ("2026-11-25 07:00:00 CET"); "-" for 0.
 std::string format_time_utc(int64_t ms);
 std::string format_time_local(int64_t ms);
+// Now in the local time zone as RFC 3339 with its offset ("2026-11-25T02:30:04+01:00").
+std::string format_now_rfc3339();
 
 // "1.5 GiB", "512 B"; "123.4 MiB/s"; "1h02m03s".
 std::string format_bytes(uint64_t bytes);

@@ -36,17 +36,6 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-std::string now_rfc3339() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::localtime_r(&now, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
-  std::string s = buf;
-  if (s.size() >= 5) s.insert(s.size() - 2, ":");
-  return s;
-}
-
 std::string host_name() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
@@ -110,7 +99,7 @@ Result<std::optional<UniqueFd>> take_job_lock(const std::string& state_dir, cons
     while (!holder->empty() && holder->back() == '\n') holder->pop_back();
     return std::optional<UniqueFd>();
   }
-  std::string me = fmt::format("pid {}, started {}", ::getpid(), now_rfc3339());
+  std::string me = fmt::format("pid {}, started {}", ::getpid(), format_now_rfc3339());
   if (::ftruncate(fd.get(), 0) != 0) return fail_errno("truncating " + path);
   BLKVAULT_TRY(pwrite_full(fd.get(), {reinterpret_cast<const uint8_t*>(me.data()), me.size()}, 0, path));
   return std::optional<UniqueFd>(std::move(fd));
@@ -175,7 +164,7 @@ class JobRun {
   Output inner_out_;  // what the backup and prune steps print: JSON, captured
   Context jctx_;      // the job's repository, module, lock wait, through inner_out_
   const Clock::time_point t0_ = Clock::now();
-  const std::string started_ = now_rfc3339();
+  const std::string started_ = format_now_rfc3339();
   std::optional<JobLog> log_;
   std::unique_ptr<repo::Repository> repository_;
   bool pre_ran_ = false;
