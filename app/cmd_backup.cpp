@@ -186,7 +186,10 @@ class BackupRun {
     auto audited = run_cbt_audit(repo_, req, changed, read, ctx_.cancel);
     if (!audited) {
       // As after the pipeline: a corruption event explains a failed read best.
-      if (auto broken = corruption_of(d, audited.error().code() != ErrorCode::kCancelled)) return fail(std::move(*broken));
+      if (auto broken = corruption_of(d, audited.error().code() != ErrorCode::kCancelled)) {
+        report.snapshot_corrupted = true;
+        return fail(std::move(*broken));
+      }
       return fail(std::move(audited).error());
     }
     repo::CbtAudit a = std::move(*audited);

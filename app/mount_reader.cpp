@@ -81,6 +81,11 @@ Result<MountReader::Data> MountReader::chunk(const repo::DeviceImage& image, con
     p = std::make_shared<Pending>();
     loading_.emplace(ref.id, p);
   }
+  return complete_load(image, ref, p);
+}
+
+Result<MountReader::Data> MountReader::complete_load(const repo::DeviceImage& image, const repo::ChunkRef& ref,
+                                                     const std::shared_ptr<Pending>& p) {
   auto r = load(image, ref);
   {
     std::lock_guard g(mu_);
@@ -161,6 +166,7 @@ void MountReader::ahead(const repo::DeviceImage& image, uint64_t after_index) {
 void MountReader::prefetch_loop() {
   for (;;) {
     std::pair<const repo::DeviceImage*, size_t> job;
+    auto pending = std::make_shared<Pending>();
     {
       std::unique_lock g(mu_);
       wake_.wait(g, [&] { return stop_ || !queue_.empty(); });
@@ -169,9 +175,12 @@ void MountReader::prefetch_loop() {
       queue_.pop_front();
       const auto& id = job.first->chunks[job.second].id;
       if (cache_.count(id) != 0 || loading_.count(id) != 0) continue;
+      // Registered before the lock is released, so a read (or read-ahead)
+      // meanwhile waits for this load instead of queueing the chunk again.
+      loading_.emplace(id, pending);
     }
     // A failure here is reported by the read that needs the chunk.
-    (void)chunk(*job.first, job.first->chunks[job.second]);
+    (void)complete_load(*job.first, job.first->chunks[job.second], pending);
   }
 }
 

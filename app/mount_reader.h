@@ -84,6 +84,10 @@ class MountReader {
 
   Result<Data> chunk(const repo::DeviceImage& image, const repo::ChunkRef& ref);
   Result<Data> load(const repo::DeviceImage& image, const repo::ChunkRef& ref);
+  // Loads `ref` for `pending`, which the caller registered in loading_ under
+  // mu_, then caches the chunk and wakes the waiters.
+  Result<Data> complete_load(const repo::DeviceImage& image, const repo::ChunkRef& ref,
+                             const std::shared_ptr<Pending>& pending);
   void insert_locked(const repo::ChunkId& id, const Data& data);
   bool sequential_locked(const repo::DeviceImage& image, uint64_t offset, uint64_t end);
   void ahead(const repo::DeviceImage& image, uint64_t after_index);

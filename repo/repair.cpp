@@ -16,8 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The schema version this blkvault writes (repository.cpp's kSchemaVersion).
-constexpr int64_t kIndexSchema = 1;
+constexpr int64_t kIndexSchema = kIndexSchemaVersion;
 
 }  // namespace
 

@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 // 2: generation_devices.cbt_audit. A version-1 index is migrated in place
 // (one ALTER TABLE: the column's default is "no audit ran", which is what
 // every generation recorded before it meant).
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = kIndexSchemaVersion;
 constexpr uint64_t kMinChunk = 64 << 10;
 constexpr uint64_t kMaxChunk = 16 << 20;
 

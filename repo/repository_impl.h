@@ -21,6 +21,11 @@
 
 namespace blkvault::repo {
 
+// The index schema this blkvault writes (PRAGMA user_version; docs/FORMAT.md
+// "Index (SQLite)"): 2 added generation_devices.cbt_audit, migrated from 1 on
+// open. repository.cpp opens and migrates; repair.cpp checks.
+inline constexpr int kIndexSchemaVersion = 2;
+
 // Marks a gc publishes ("gc/<20-digit unix ms>") before it deletes or rewrites
 // packs, so other hosts' index caches learn that packs they know may be gone.
 inline constexpr const char* kGcMarkDir = "gc/";
