@@ -1,4 +1,5 @@
 #include "repo/crypto.h"
+#include "repo/json_fields.h"
 
 #include <sodium.h>
 
@@ -208,10 +209,10 @@ Result<std::unique_ptr<Secret>> unwrap_master_key(std::string_view text, std::st
   KdfParams kdf;
   try {
     const auto j = nlohmann::json::parse(text);
-    if (j.at("blkvault_key").get<int>() != 1) throw std::runtime_error("unknown key file version");
+    if (integer_field<int>(j, "blkvault_key") != 1) throw std::runtime_error("unknown key file version");
     if (j.at("kdf").at("algorithm").get<std::string>() != "argon2id13") throw std::runtime_error("unknown kdf");
-    kdf.opslimit = j.at("kdf").at("opslimit").get<uint64_t>();
-    kdf.memlimit = j.at("kdf").at("memlimit").get<uint64_t>();
+    kdf.opslimit = integer_field<uint64_t>(j.at("kdf"), "opslimit");
+    kdf.memlimit = integer_field<uint64_t>(j.at("kdf"), "memlimit");
     if (!from_hex(j.at("kdf").at("salt").get<std::string>(), salt) ||
         !from_hex(j.at("nonce").get<std::string>(), nonce) || !from_hex(j.at("wrapped").get<std::string>(), wrapped)) {
       throw std::runtime_error("bad hex field");

@@ -1,4 +1,5 @@
 #include "repo/manifest.h"
+#include "repo/json_fields.h"
 
 #include <charconv>
 #include <cstdio>
@@ -47,11 +48,11 @@ CbtAudit audit_from_json(const json& j) {
   a.seed = v;
   a.percent = j.at("percent").get<double>();
   a.against = j.at("against").get<GenerationId>();
-  a.unchanged_chunks = j.at("unchanged_chunks").get<uint64_t>();
-  a.sampled_chunks = j.at("sampled_chunks").get<uint64_t>();
-  a.sampled_bytes = j.at("sampled_bytes").get<uint64_t>();
+  a.unchanged_chunks = integer_field<uint64_t>(j, "unchanged_chunks");
+  a.sampled_chunks = integer_field<uint64_t>(j, "sampled_chunks");
+  a.sampled_bytes = integer_field<uint64_t>(j, "sampled_bytes");
   for (const auto& r : j.at("missed")) {
-    a.missed.push_back({r.at("offset_bytes").get<uint64_t>(), r.at("length_bytes").get<uint64_t>()});
+    a.missed.push_back({integer_field<uint64_t>(r, "offset_bytes"), integer_field<uint64_t>(r, "length_bytes")});
   }
   return a;
 }
@@ -77,16 +78,16 @@ json device_to_json(const DeviceRecord& d) {
 DeviceRecord device_from_json(const json& j) {
   DeviceRecord d;
   d.name = j.at("name").get<std::string>();
-  d.size_bytes = j.at("size_bytes").get<uint64_t>();
+  d.size_bytes = integer_field<uint64_t>(j, "size_bytes");
   d.complete = j.at("complete").get<bool>();
   d.baseline = j.at("baseline").get<std::string>();
   d.mode = j.at("mode").get<std::string>();
   d.reason = j.at("reason").get<std::string>();
-  d.changed_bytes = j.at("changed_bytes").get<uint64_t>();
-  d.read_bytes = j.at("read_bytes").get<uint64_t>();
-  d.new_bytes = j.at("new_bytes").get<uint64_t>();
-  d.stored_bytes = j.at("stored_bytes").get<uint64_t>();
-  d.chunks_changed = j.at("chunks_changed").get<uint64_t>();
+  d.changed_bytes = integer_field<uint64_t>(j, "changed_bytes");
+  d.read_bytes = integer_field<uint64_t>(j, "read_bytes");
+  d.new_bytes = integer_field<uint64_t>(j, "new_bytes");
+  d.stored_bytes = integer_field<uint64_t>(j, "stored_bytes");
+  d.chunks_changed = integer_field<uint64_t>(j, "chunks_changed");
   if (!j.at("parent").is_null()) d.parent = j.at("parent").get<GenerationId>();
   if (j.contains("error")) d.error = j.at("error").get<std::string>();
   // Absent in manifests written before the CBT audit existed, and when none ran.
@@ -181,7 +182,7 @@ Result<Manifest> Manifest::decode(std::span<const uint8_t> b, const std::string&
   try {
     const json h = json::parse(b.begin() + kPrefix, b.begin() + kPrefix + hlen);
     m.repository_id = h.at("repository").get<std::string>();
-    m.chunk_size = h.at("chunk_size").get<uint64_t>();
+    m.chunk_size = integer_field<uint64_t>(h, "chunk_size");
     auto& g = m.generation;
     g.id = h.at("generation").get<GenerationId>();
     const auto state = h.at("state").get<std::string>();
@@ -192,8 +193,8 @@ Result<Manifest> Manifest::decode(std::span<const uint8_t> b, const std::string&
     } else {
       return corrupt("unexpected state '" + state + "'");
     }
-    g.started_ms = h.at("started_ms").get<int64_t>();
-    g.finished_ms = h.at("finished_ms").get<int64_t>();
+    g.started_ms = integer_field<int64_t>(h, "started_ms");
+    g.finished_ms = integer_field<int64_t>(h, "finished_ms");
     g.host = h.at("host").get<std::string>();
     g.tool_version = h.at("tool_version").get<std::string>();
     for (const auto& d : h.at("devices")) g.devices.push_back(device_from_json(d));

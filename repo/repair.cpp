@@ -2,6 +2,7 @@
 // generation can read back (what they spoil, what the next backup re-reads).
 // Moving damaged blobs aside is in repair_packs.cpp.
 #include "repo/repair.h"
+#include "repo/json_fields.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -208,7 +209,7 @@ Result<std::map<std::string, int64_t>> read_repair_records(Storage& storage, std
     BLKVAULT_TRY_ASSIGN(auto bytes, storage.get(n));
     try {
       const auto j = nlohmann::json::parse(bytes.begin(), bytes.end());
-      const int64_t ms = j.at("moved_ms").get<int64_t>();
+      const int64_t ms = integer_field<int64_t>(j, "moved_ms");
       for (const auto& c : j.at("chunks")) {
         const auto hex = c.at("id").get<std::string>();
         auto [it, inserted] = since.emplace(hex, ms);

@@ -18,6 +18,7 @@
 #include "common/coding.h"
 #include "common/file_io.h"
 #include "repo/pack.h"
+#include "repo/json_fields.h"
 #include "repo/repository_impl.h"
 #include "repo/s3_storage.h"
 
@@ -190,16 +191,16 @@ Result<RepoConfig> read_config(Storage& storage, const std::string& path) {
     if (!j.contains("blkvault_repository")) {
       return fail(ErrorCode::kInvalidArgument, path + " is not a blkvault repository (its config file is not ours)");
     }
-    c.format_version = j.at("blkvault_repository").get<uint32_t>();
+    c.format_version = integer_field<uint32_t>(j, "blkvault_repository");
     if (c.format_version > kFormatVersion) {
       return fail(ErrorCode::kUnsupported, "repository " + path + " has format version " +
                                                std::to_string(c.format_version) + "; this blkvault reads up to " +
                                                std::to_string(kFormatVersion) + " (upgrade blkvault)");
     }
     c.id = j.at("id").get<std::string>();
-    c.chunk_size = j.at("chunk_size").get<uint64_t>();
-    c.compression_level = j.at("compression").at("level").get<int>();
-    c.pack_size = j.at("pack_size").get<uint64_t>();
+    c.chunk_size = integer_field<uint64_t>(j, "chunk_size");
+    c.compression_level = integer_field<int>(j.at("compression"), "level");
+    c.pack_size = integer_field<uint64_t>(j, "pack_size");
     c.created = j.at("created").get<std::string>();
     if (j.contains("encryption")) {
       const auto name = j.at("encryption").at("cipher").get<std::string>();
