@@ -501,6 +501,10 @@ Result<std::unique_ptr<GenerationWriter>> Repository::begin_generation(std::stri
   for (const auto& n : names) {
     if (auto m = parse_manifest_name(n)) id = std::max(id, *m + 1);
   }
+  if (id > kMaxGenerationId) {
+    return fail(ErrorCode::kUnsupported, "the repository has used every generation id (up to " +
+                                             std::to_string(kMaxGenerationId) + "): start a new repository");
+  }
   GenerationInfo info;
   info.id = id;
   info.state = GenerationState::kInProgress;

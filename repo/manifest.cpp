@@ -184,7 +184,8 @@ Result<Manifest> Manifest::decode(std::span<const uint8_t> b, const std::string&
     m.repository_id = h.at("repository").get<std::string>();
     m.chunk_size = integer_field<uint64_t>(h, "chunk_size");
     auto& g = m.generation;
-    g.id = h.at("generation").get<GenerationId>();
+    g.id = integer_field<GenerationId>(h, "generation");
+    if (g.id == 0 || g.id > kMaxGenerationId) return corrupt("generation id " + std::to_string(g.id) + " out of range");
     const auto state = h.at("state").get<std::string>();
     if (state == "complete") {
       g.state = GenerationState::kComplete;

@@ -31,6 +31,10 @@ namespace fs = std::filesystem;
 // 2: generation_devices.cbt_audit. A version-1 index is migrated in place
 // (one ALTER TABLE: the column's default is "no audit ran", which is what
 // every generation recorded before it meant).
+// 3: no chunk_map_by_chunk index (gc, its only reader, scans chunk_map once
+// instead) and kOpenEnd = 2^31-1 as a current row's gen_to: together a quarter
+// of the index's bytes per changed chunk (docs/BENCHMARKS.md). Migrated in
+// place from 2 (drop the index, rewrite the current rows' gen_to).
 constexpr int kSchemaVersion = kIndexSchemaVersion;
 constexpr uint64_t kMinChunk = 64 << 10;
 constexpr uint64_t kMaxChunk = 16 << 20;
@@ -55,7 +59,6 @@ CREATE TABLE generation_devices(generation INTEGER NOT NULL, device INTEGER NOT 
 CREATE TABLE chunk_map(device INTEGER NOT NULL, gen_to INTEGER NOT NULL, chunk_index INTEGER NOT NULL,
                        gen_from INTEGER NOT NULL, chunk INTEGER NOT NULL,
                        PRIMARY KEY(device, gen_to, chunk_index)) WITHOUT ROWID;
-CREATE INDEX chunk_map_by_chunk ON chunk_map(chunk);
 )sql";
 
 Status check_init_options(const InitOptions& o) {
@@ -357,9 +360,15 @@ Status Repository::Impl::open_index(bool* created) {
                                              " (upgrade blkvault, or delete the index: the next run rebuilds it "
                                              "from packs and manifests)");
   }
-  if (*version == 1) {
+  if (*version == 1 || *version == 2) {
+    // One transaction: a crash leaves the old version, migrated again next time.
     BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
-    BLKVAULT_TRY(db->exec("ALTER TABLE generation_devices ADD COLUMN cbt_audit TEXT NOT NULL DEFAULT ''"));
+    if (*version == 1) {
+      BLKVAULT_TRY(db->exec("ALTER TABLE generation_devices ADD COLUMN cbt_audit TEXT NOT NULL DEFAULT ''"));
+    }
+    BLKVAULT_TRY(db->exec("DROP INDEX IF EXISTS chunk_map_by_chunk"));
+    BLKVAULT_TRY(db->exec("UPDATE chunk_map SET gen_to = " + std::to_string(kOpenEnd) +
+                          " WHERE gen_to = " + std::to_string(kOpenEndBeforeSchema3)));
     BLKVAULT_TRY(db->exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));
     BLKVAULT_TRY(tx.commit());
     *version = kSchemaVersion;

@@ -46,6 +46,10 @@ namespace blkvault::repo {
 inline constexpr uint32_t kFormatVersion = 1;
 
 using GenerationId = uint64_t;
+// The largest generation id: the index marks a current chunk_map row with
+// gen_to = 2^31-1 (schema 3), so ids stay below it. A manifest with a larger id
+// is damage; a repository that reached it takes no more backups.
+inline constexpr GenerationId kMaxGenerationId = (GenerationId{1} << 31) - 2;
 
 struct RepoConfig {
   uint32_t format_version = kFormatVersion;

@@ -22,9 +22,10 @@
 namespace blkvault::repo {
 
 // The index schema this blkvault writes (PRAGMA user_version; docs/FORMAT.md
-// "Index (SQLite)"): 2 added generation_devices.cbt_audit, migrated from 1 on
-// open. repository.cpp opens and migrates; repair.cpp checks.
-inline constexpr int kIndexSchemaVersion = 2;
+// "Index (SQLite)"): 2 added generation_devices.cbt_audit; 3 dropped the
+// chunk_map_by_chunk index and made a current row's gen_to 2^31-1. Older
+// versions are migrated on open. repository.cpp opens and migrates; repair.cpp checks.
+inline constexpr int kIndexSchemaVersion = 3;
 
 // Marks a gc publishes ("gc/<20-digit unix ms>") before it deletes or rewrites
 // packs, so other hosts' index caches learn that packs they know may be gone.
@@ -36,8 +37,11 @@ inline constexpr std::string_view kLiveRow =
     "WHERE gd.device = chunk_map.device AND gd.complete = 1 AND g.state IN ('complete', 'partial') "
     "AND gd.generation >= chunk_map.gen_from AND gd.generation < chunk_map.gen_to)";
 
-// gen_to of a chunk_map row that is still current.
-inline constexpr int64_t kOpenEnd = INT64_MAX;
+// gen_to of a chunk_map row that is still current: 2^31-1, which SQLite stores
+// in 4 bytes (INT64_MAX took 8 in every current row; schema 2 and older).
+// Generation ids stay far below it.
+inline constexpr int64_t kOpenEnd = INT32_MAX;
+inline constexpr int64_t kOpenEndBeforeSchema3 = INT64_MAX;
 
 struct Repository::Impl {
   std::string path;

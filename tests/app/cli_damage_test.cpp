@@ -99,14 +99,14 @@ TEST_F(DamageCliTest, AnIndexOfANewerFormatIsRefusedNotRebuiltAway) {
   {
     std::fstream f(index, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(60);
-    const char v3[4] = {0, 0, 0, 3};  // one above this blkvault's schema (2: the CBT audit's column)
-    f.write(v3, 4);
+    const char v4[4] = {0, 0, 0, 4};  // one above this blkvault's schema (3: the smaller chunk_map)
+    f.write(v4, 4);
   }
   const auto before = fs::file_size(index);
   auto r = bv({"list"});
   EXPECT_EQ(r.exit_status, 2) << r.err;
   EXPECT_EQ(r.err, "blkvault: index " + index +
-                       " has schema version 3; this blkvault knows up to 2 (upgrade blkvault, or delete the index: "
+                       " has schema version 4; this blkvault knows up to 3 (upgrade blkvault, or delete the index: "
                        "the next run rebuilds it from packs and manifests)\n");
   EXPECT_EQ(fs::file_size(index), before);
   auto w = bv({"gc"});

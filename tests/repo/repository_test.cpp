@@ -570,7 +570,24 @@ TEST_F(RepositoryTest, ACbtAuditIsRecordedInManifestAndIndexAndSurvivesARebuild)
   check(*rebuilt, "index rebuilt from the manifests");
 }
 
-TEST_F(RepositoryTest, AVersionOneIndexIsMigratedInPlace) {
+// Turns a current index into what blkvault wrote at schema `version` (1: no
+// cbt_audit column; 1 and 2: the chunk_map_by_chunk index, and current rows
+// with gen_to = 2^63-1).
+void downgrade_index(const std::string& index, int version) {
+  auto db = sql::Db::open(index);
+  ASSERT_TRUE(db);
+  if (version == 1) ASSERT_TRUE(db->exec("ALTER TABLE generation_devices DROP COLUMN cbt_audit"));
+  ASSERT_TRUE(db->exec("CREATE INDEX chunk_map_by_chunk ON chunk_map(chunk)"));
+  ASSERT_TRUE(db->exec("UPDATE chunk_map SET gen_to = 9223372036854775807 WHERE gen_to = 2147483647"));
+  ASSERT_TRUE(db->exec("INSERT INTO generations(id, state, started_ms, finished_ms, host, tool_version, error) "
+                       "VALUES (99, 'failed', 1, 2, 'h', 'old', 'only in the index')"));
+  ASSERT_TRUE(db->exec("PRAGMA user_version=" + std::to_string(version)));
+}
+
+class IndexMigrationTest : public RepositoryTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(IndexMigrationTest, AnOlderIndexIsMigratedInPlace) {
+  const int version = GetParam();
   init();
   std::mt19937_64 rng(12);
   SimDevice a{"a", std::vector<uint8_t>(5 * kChunk)};
@@ -579,26 +596,43 @@ TEST_F(RepositoryTest, AVersionOneIndexIsMigratedInPlace) {
     auto repo = open(true);
     ASSERT_TRUE(backup(*repo, {&a}, true));
   }
-  {  // What blkvault wrote before the CBT audit: no column, user_version 1.
-    auto db = sql::Db::open(repo_path() + "/index.sqlite");
-    ASSERT_TRUE(db);
-    ASSERT_TRUE(db->exec("ALTER TABLE generation_devices DROP COLUMN cbt_audit"));
-    ASSERT_TRUE(db->exec("INSERT INTO generations(id, state, started_ms, finished_ms, host, tool_version, error) "
-                         "VALUES (99, 'failed', 1, 2, 'h', 'old', 'only in the index')"));
-    ASSERT_TRUE(db->exec("PRAGMA user_version=1"));
+  const std::vector<uint8_t> first = a.bytes;
+  a.mutate(rng, 2);
+  {
+    auto repo = open(true);
+    ASSERT_TRUE(backup(*repo, {&a}, false));
   }
-  auto repo = open(false);
-  ASSERT_TRUE(repo);
-  auto gens = repo->generations();
-  ASSERT_TRUE(gens) << gens.error().message();
-  ASSERT_EQ(gens->size(), 2u);  // migrated, not rebuilt: the failed run's record is still there
-  EXPECT_EQ((*gens)[1].error, "only in the index");
-  EXPECT_FALSE((*gens)[0].devices[0].cbt_audit);
+  downgrade_index(repo_path() + "/index.sqlite", version);
+  {
+    auto repo = open(false);
+    ASSERT_TRUE(repo);
+    auto gens = repo->generations();
+    ASSERT_TRUE(gens) << gens.error().message();
+    ASSERT_EQ(gens->size(), 3u);  // migrated, not rebuilt: the failed run's record is still there
+    EXPECT_EQ((*gens)[2].error, "only in the index");
+    EXPECT_FALSE((*gens)[0].devices[0].cbt_audit);
+    expect_restores(*repo, 1, a, first);
+    expect_restores(*repo, 2, a, a.bytes);
+  }
   auto db = sql::Db::open(repo_path() + "/index.sqlite");
   ASSERT_TRUE(db);
-  EXPECT_EQ(db->query_int("PRAGMA user_version")->value_or(0), 2);
-  expect_restores(*repo, 1, a, a.bytes);
+  EXPECT_EQ(db->query_int("PRAGMA user_version")->value_or(0), 3);
+  EXPECT_EQ(db->query_int("SELECT count(*) FROM sqlite_master WHERE name = 'chunk_map_by_chunk'")->value_or(-1), 0);
+  EXPECT_EQ(db->query_int("SELECT count(*) FROM chunk_map WHERE gen_to > 2147483647")->value_or(-1), 0);
+  EXPECT_GT(db->query_int("SELECT count(*) FROM chunk_map WHERE gen_to = 2147483647")->value_or(0), 0);
+  // The migrated index takes the next backup and gc as a new one would.
+  a.mutate(rng, 1);
+  auto repo = open(true);
+  auto next = backup(*repo, {&a}, false);
+  ASSERT_TRUE(next) << next.error().message();
+  EXPECT_EQ(next->id, 100u);  // after the failed run only the index knew of
+  expect_restores(*repo, next->id, a, a.bytes);
+  auto report = repo->verify(VerifyOptions{.data = true}, nullptr, {});
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->clean());
 }
+
+INSTANTIATE_TEST_SUITE_P(FromVersion, IndexMigrationTest, ::testing::Values(1, 2));
 
 TEST(ManifestTest, CarriesACbtAuditAndReadsManifestsWithoutOne) {
   Manifest m;
