@@ -25,6 +25,15 @@ void SimCommands::add_to(CLI::App& cli) {
   extents->excludes(offset_option_)->excludes(length);
   show_ = sim_->add_subcommand("show", "Show trackers and snapshots of the simulated module");
   drop_ = sim_->add_subcommand("drop-state", "Simulate a module reload: every tracker and snapshot vanishes");
+  outside_ = sim_->add_subcommand(
+      "outside-writes",
+      "Whether DEVICE may be written outside `sim write` (dd, a loop mount): detect (default: fingerprints, "
+      "rescanned at each snapshot) or none (every write goes through `sim write`, as the kernel sees every write: "
+      "snapshots read nothing; an outside write is then missed)");
+  outside_->add_option("device", device_, "Device (image file or block device)")->required();
+  outside_->add_option("mode", outside_mode_, "detect or none")
+      ->required()
+      ->check(CLI::IsMember({"detect", "none"}));
   fault_ = sim_->add_subcommand("fault", "Inject faults into the simulated module (for tests)");
   fault_->add_option("--storage-limit", fault_storage_limit_,
                      "Cap the difference storage at this many bytes (forces an overflow)");
@@ -116,6 +125,16 @@ Status SimCommands::run(Context& ctx) {
     ctx.out.note(fmt::format("wrote {} bytes to {} at offset {} through the simulated tracker", data.size(), device_, offset_));
     return {};
   }
+  if (outside_->parsed()) {
+    const bool detect = outside_mode_ == "detect";
+    BLKVAULT_TRY(sim->set_outside_writes(device_, detect));
+    ctx.out.note(detect ? fmt::format("{}: writes outside `sim write` are detected (fingerprints, rescanned at take)",
+                                      device_)
+                        : fmt::format("{}: declared written only through `sim write`: takes read nothing, outside "
+                                      "writes go unseen",
+                                      device_));
+    return {};
+  }
   if (drop_->parsed()) {
     BLKVAULT_TRY(sim->drop_state());
     ctx.out.note("simulated module reload: trackers and snapshots dropped");
@@ -184,6 +203,8 @@ Status SimCommands::run(Context& ctx) {
                         s.overflow ? ", OVERFLOWED" : "");
   }
   if (view.snapshots.empty()) text += "  (none)\n";
+  j["outside_writes_none"] = view.sim_writes_only;
+  for (const auto& p : view.sim_writes_only) text += fmt::format("written only through `sim write`: {}\n", p);
   ctx.out.result(text);
   ctx.out.result_json(j);
   return {};

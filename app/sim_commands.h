@@ -1,6 +1,7 @@
 // app/sim_commands.h — `blkvault sim …`: drive the simulated kernel module
 // (kernel/sim_module.h) from the shell: write through the tracked path, show
-// trackers and snapshots, simulate a module reload, inject faults.
+// trackers and snapshots, simulate a module reload, inject faults, declare a
+// device written only through the simulation.
 #pragma once
 
 #include <optional>
@@ -25,6 +26,8 @@ class SimCommands {
   CLI::App* show_ = nullptr;
   CLI::App* drop_ = nullptr;
   CLI::App* fault_ = nullptr;
+  CLI::App* outside_ = nullptr;
+  std::string outside_mode_;  // detect | none
   CLI::Option* offset_option_ = nullptr;
   std::string device_;
   uint64_t offset_ = 0;

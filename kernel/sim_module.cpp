@@ -306,7 +306,11 @@ Status SimModule::scan_at_take(State& s, DevId dev) {
   // past it and forces the next rescan.
   BLKVAULT_TRY_ASSIGN(sim::FileStamp stamp, sim::take_stamp(fd.get(), entry->path));
   const bool regular = !entry->block_device;
-  if (!(t.fingerprints_valid && regular && sim::stamp_proves_unchanged(t.stamp, stamp))) {
+  if (s.writes_only_through_sim(dev)) {
+    // Declared written only through write(): nothing to find, nothing to check.
+    t.fingerprints_valid = false;
+    t.fingerprints.clear();
+  } else if (!(t.fingerprints_valid && regular && sim::stamp_proves_unchanged(t.stamp, stamp))) {
     uint64_t bytes = 0;
     BLKVAULT_TRY_ASSIGN(std::vector<uint64_t> fps, sim::fingerprint_blocks(fd.get(), entry->path, t.capacity_bytes,
                                                                             t.block_size, 0, t.block_count, regular,
@@ -490,6 +494,28 @@ Status SimModule::set_list_bug(bool on) {
   });
 }
 
+Status SimModule::set_outside_writes(const std::string& device_path, bool detect) {
+  return store_->update<void>([&](State& s, bool& dirty) -> Status {
+    BLKVAULT_TRY_ASSIGN(DevId dev, register_path(s, device_path, dirty, /*allow_block=*/true));
+    auto& list = s.sim_writes_only;
+    const bool listed = s.writes_only_through_sim(dev);
+    if (detect == !listed) return {};
+    dirty = true;
+    if (detect) {
+      // Fingerprints are made afresh at the next take (no change found then:
+      // none could happen outside while declared so).
+      list.erase(std::remove(list.begin(), list.end(), dev), list.end());
+      return {};
+    }
+    list.push_back(dev);
+    if (auto t = s.trackers.find(dev); t != s.trackers.end()) {
+      t->second.fingerprints_valid = false;
+      t->second.fingerprints.clear();
+    }
+    return {};
+  });
+}
+
 Status SimModule::clear_faults() {
   return store_->update<void>([&](State& s, bool& dirty) -> Status {
     s.faults = {};
@@ -510,6 +536,8 @@ Result<SimView> SimModule::inspect() {
       tv.owner = t.owner;
       v.trackers.push_back(std::move(tv));
     }
+    for (DevId dev : s.sim_writes_only)
+      if (const sim::RegistryEntry* e = s.find_registered(dev)) v.sim_writes_only.push_back(e->path);
     for (const sim::Snapshot& snap : s.snapshots) {
       SimSnapshotView sv;
       sv.id = snap.id;

@@ -79,6 +79,7 @@ struct SimView {
   std::optional<uint64_t> storage_limit_sectors;
   size_t read_faults = 0;
   size_t lost_writes_pending = 0;
+  std::vector<std::string> sim_writes_only;  // paths set to `outside-writes none`
 };
 
 class SimModule final : public Module {
@@ -123,6 +124,14 @@ class SimModule final : public Module {
   // REQUIRES: the range lies within the device (kInvalidArgument otherwise; a
   // block device cannot grow either). Untracked devices are just written.
   Status write(const std::string& device_path, uint64_t offset_bytes, std::span<const uint8_t> data);
+
+  // Whether `device_path` may be written behind the simulation's back (dd, a
+  // loop mount). `detect` (the default): per-block fingerprints, rescanned at
+  // take, and image reads checked against them. Otherwise the caller declares
+  // that every write goes through write(), as the real filter sees every bio:
+  // the fingerprints are dropped, a take reads nothing, image reads are not
+  // checked, and an outside write is silently missed. Persisted; not a fault.
+  Status set_outside_writes(const std::string& device_path, bool detect);
 
   // ---- fault injection (persisted in the directory, off by default) ----
 

@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -357,6 +358,10 @@ Result<Header> parse_header(std::string_view raw, const std::string& what) {
 
 }  // namespace
 
+bool State::writes_only_through_sim(DevId dev) const {
+  return std::find(sim_writes_only.begin(), sim_writes_only.end(), dev) != sim_writes_only.end();
+}
+
 const RegistryEntry* State::find_registered(DevId dev) const {
   for (const RegistryEntry& e : registry)
     if (e.dev == dev) return &e;
@@ -405,15 +410,20 @@ std::string encode_state(const State& state) {
   e.u64(state.faults.lose_next_write.size());
   for (DevId d : state.faults.lose_next_write) e.dev(d);
   // Appended after the version-1 layout only when there are any, so a state
-  // without lost ranges stays readable by builds that predate them, and theirs
-  // reads here as no ranges.
-  if (!state.faults.lose_ranges.empty()) {
+  // without lost ranges (or sim-only devices) stays readable by builds that
+  // predate them, and theirs reads here as none. The sim-only list follows the
+  // lost ranges, which are then written even when empty.
+  if (!state.faults.lose_ranges.empty() || !state.sim_writes_only.empty()) {
     e.u64(state.faults.lose_ranges.size());
     for (const ReadFault& f : state.faults.lose_ranges) {
       e.dev(f.device);
       e.u64(f.offset_bytes);
       e.u64(f.length_bytes);
     }
+  }
+  if (!state.sim_writes_only.empty()) {
+    e.u64(state.sim_writes_only.size());
+    for (DevId d : state.sim_writes_only) e.dev(d);
   }
   return e.take();
 }
@@ -461,6 +471,10 @@ Result<State> decode_state(std::string_view payload, const std::string& what) {
       f.length_bytes = d.u64();
       s.faults.lose_ranges.push_back(f);
     }
+  }
+  if (d.ok() && !d.at_end()) {
+    n = d.count(8);
+    for (uint64_t i = 0; i < n; ++i) s.sim_writes_only.push_back(d.dev());
   }
   if (!d.ok() || !d.at_end()) return fail(ErrorCode::kCorrupt, what + ": malformed state payload");
   return s;

@@ -152,6 +152,12 @@ struct State {
   std::vector<Snapshot> snapshots;  // creation order
   uint64_t diff_storage_minimum_sectors = kDefaultDiffStorageMinimumSectors;
   Faults faults;
+  // Devices declared to be written only through SimModule::write() (`blkvault
+  // sim outside-writes DEV none`): no fingerprints, no rescan at take, image
+  // reads not checked against take-time contents. Not a fault: clear_faults()
+  // keeps it.
+  std::vector<DevId> sim_writes_only;
+  bool writes_only_through_sim(DevId dev) const;
 
   const RegistryEntry* find_registered(DevId dev) const;
   const RegistryEntry* find_registered(const std::string& canonical_path) const;

@@ -138,6 +138,53 @@ TEST_F(SimKernelTest, UnchangedQuietImageFileIsNotRescannedButAnOutsideWriteIs) 
   EXPECT_EQ(sim_->fingerprint_bytes_read(), before);
 }
 
+TEST_F(SimKernelTest, ADeviceWrittenOnlyThroughTheSimulationIsNeverScanned) {
+  std::string p = make_device("a.img", kDev);
+  DevId d = dev(p);
+  ASSERT_TRUE(sim_->set_outside_writes(p, /*detect=*/false).has_value());
+  Uuid id = take_new({d});  // the first take reads nothing either
+  uint8_t stored = info(d).snap_number;
+  std::vector<uint8_t> at_take = file_bytes(p);
+  ASSERT_TRUE(sim_->write(p, 3 * kBlock + 100, std::vector<uint8_t>(2 * kBlock, 9)).has_value());
+  // Copy-on-write still keeps the held image at its take-time contents.
+  auto img = read_image(image_of(id, d));
+  ASSERT_TRUE(img.has_value()) << img.error().message();
+  EXPECT_TRUE(*img == at_take);
+  ASSERT_TRUE(sim_->destroy_snapshot(id).has_value());
+  outside_write(p, 10 * kBlock, {static_cast<uint8_t>(file_bytes(p)[10 * kBlock] ^ 0xff)});  // declared impossible: not seen
+  id = take_new({d});
+  EXPECT_EQ(sim_->fingerprint_bytes_read(), 0u);
+  std::vector<uint8_t> map = cbt_map(d);
+  std::set<uint32_t> reported;
+  for (uint32_t b = 0; b < kBlocks; ++b)
+    if (map[b] > stored) reported.insert(b);
+  EXPECT_EQ(reported, (std::set<uint32_t>{3, 4, 5}));
+  ASSERT_TRUE(sim_->destroy_snapshot(id).has_value());
+  auto view = sim_->inspect();
+  ASSERT_TRUE(view.has_value());
+  ASSERT_EQ(view->sim_writes_only.size(), 1u);
+  // Persisted: another process sees the declaration. Back to detect: the next
+  // take makes fingerprints again (finding nothing), the one after that finds
+  // an outside write.
+  auto other = open_sim();
+  ASSERT_EQ(other->inspect()->sim_writes_only.size(), 1u);
+  ASSERT_TRUE(other->set_outside_writes(p, /*detect=*/true).has_value());
+  EXPECT_TRUE(sim_->inspect()->sim_writes_only.empty());
+  stored = info(d).snap_number;
+  id = take_new({d});
+  EXPECT_EQ(sim_->fingerprint_bytes_read(), kDev);
+  map = cbt_map(d);
+  EXPECT_EQ(std::count_if(map.begin(), map.end(), [&](uint8_t v) { return v > stored; }), 0);
+  ASSERT_TRUE(sim_->destroy_snapshot(id).has_value());
+  stored = info(d).snap_number;
+  outside_write(p, 12 * kBlock, {static_cast<uint8_t>(file_bytes(p)[12 * kBlock] ^ 0xff)});
+  id = take_new({d});
+  map = cbt_map(d);
+  EXPECT_GT(map[12], stored);
+  EXPECT_EQ(std::count_if(map.begin(), map.end(), [&](uint8_t v) { return v > stored; }), 1);
+  ASSERT_TRUE(sim_->destroy_snapshot(id).has_value());
+}
+
 TEST_F(SimKernelTest, HolesAreFingerprintedWithoutReadingThem) {
   std::string p = path("sparse.img");
   {
