@@ -1,7 +1,10 @@
 // GenerationWriter: chunks from many threads into packs, then the commit
 // sequence (packs -> manifest -> index) described in repository.h.
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -105,6 +108,12 @@ class GenWriter final : public GenerationWriter {
 
  private:
   Status finish_pack_locked();  // REQUIRES: pack_mu_ held
+  // Finishes a full pack outside pack_mu_ (its last part and completion, or
+  // fsync and rename), so the other workers go on filling the next one.
+  Status finish_detached(std::unique_ptr<PackWriter> pack, size_t slot);
+  // Waits for every detached finish; the first one's error, if any.
+  // REQUIRES: `held` holds pack_mu_.
+  Status await_finishing(std::unique_lock<std::mutex>& held);
   Result<GenerationInfo> commit_locked(bool partial);
   // REQUIRES: repo_.mu held, the index synced with the manifests.
   // Moves this generation to the next free id when its own is taken (in the
@@ -123,7 +132,10 @@ class GenWriter final : public GenerationWriter {
   // Chunks this generation stored (or is storing) that the index did not have.
   std::unordered_map<ChunkId, bool, ChunkIdHash> known_;
 
-  std::mutex pack_mu_;  // pack_, packs_, new_chunks_
+  std::mutex pack_mu_;  // pack_, packs_, new_chunks_, finishing_, finish_error_
+  std::condition_variable finished_cv_;
+  size_t finishing_ = 0;  // packs being finished outside the lock
+  std::optional<Error> finish_error_;
   std::unique_ptr<PackWriter> pack_;
   std::vector<std::pair<std::string, uint64_t>> packs_;  // name, size (published or current)
   std::vector<NewChunk> new_chunks_;
@@ -271,18 +283,47 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
   codecs_.give(std::move(codec));
   if (!blob) return tl::unexpected(std::move(blob).error());
 
-  std::lock_guard g(pack_mu_);
-  if (!pack_) {
-    const std::string hex = random_hex(16);
-    const std::string name = "packs/" + hex.substr(0, 2) + "/" + hex;
-    BLKVAULT_TRY_ASSIGN(pack_, PackWriter::create(*repo_.storage, name));
-    packs_.emplace_back(name, 0);
+  std::unique_ptr<PackWriter> full;
+  size_t full_slot = 0;
+  {
+    std::lock_guard g(pack_mu_);
+    if (finish_error_) return blkvault::fail(*finish_error_);
+    if (!pack_) {
+      const std::string hex = random_hex(16);
+      const std::string name = "packs/" + hex.substr(0, 2) + "/" + hex;
+      BLKVAULT_TRY_ASSIGN(pack_, PackWriter::create(*repo_.storage, name));
+      packs_.emplace_back(name, 0);
+    }
+    BLKVAULT_TRY_ASSIGN(PackEntry entry, pack_->append(id, *blob));
+    new_chunks_.push_back(NewChunk{id, packs_.size() - 1, entry, static_cast<uint32_t>(data.size())});
+    *stored_bytes = blob->size();
+    if (pack_->size() >= repo_.config.pack_size) {
+      full = std::move(pack_);
+      full_slot = packs_.size() - 1;
+      ++finishing_;
+    }
   }
-  BLKVAULT_TRY_ASSIGN(PackEntry entry, pack_->append(id, *blob));
-  new_chunks_.push_back(NewChunk{id, packs_.size() - 1, entry, static_cast<uint32_t>(data.size())});
-  *stored_bytes = blob->size();
-  if (pack_->size() >= repo_.config.pack_size) BLKVAULT_TRY(finish_pack_locked());
+  if (full) BLKVAULT_TRY(finish_detached(std::move(full), full_slot));
   return true;
+}
+
+Status GenWriter::finish_detached(std::unique_ptr<PackWriter> pack, size_t slot) {
+  Status st = pack->finish();
+  std::lock_guard g(pack_mu_);
+  if (st) {
+    packs_[slot].second = pack->size();
+  } else if (!finish_error_) {
+    finish_error_ = st.error();
+  }
+  --finishing_;
+  finished_cv_.notify_all();
+  return st;
+}
+
+Status GenWriter::await_finishing(std::unique_lock<std::mutex>& held) {
+  finished_cv_.wait(held, [&] { return finishing_ == 0; });
+  if (finish_error_) return blkvault::fail(*finish_error_);
+  return {};
 }
 
 Status GenWriter::take_free_id() {
@@ -385,7 +426,8 @@ Result<GenerationInfo> GenWriter::commit(bool partial) {
 Result<GenerationInfo> GenWriter::commit_locked(bool partial) {
   // 1. Packs: durable and published.
   {
-    std::lock_guard g(pack_mu_);
+    std::unique_lock g(pack_mu_);
+    BLKVAULT_TRY(await_finishing(g));
     BLKVAULT_TRY(finish_pack_locked());
   }
   std::lock_guard r(repo_.mu);
@@ -478,7 +520,8 @@ void GenWriter::abort(const Error& why) {
   if (done_) return;
   done_ = true;
   {
-    std::lock_guard g(pack_mu_);
+    std::unique_lock g(pack_mu_);
+    (void)await_finishing(g);
     pack_.reset();  // an unfinished pack is discarded; finished ones wait for gc
   }
   std::lock_guard r(repo_.mu);

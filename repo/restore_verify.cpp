@@ -50,30 +50,65 @@ Status parallel_for(size_t n, size_t threads, const CancelToken* cancel, const s
   return {};
 }
 
-// Reads and opens one blob; checks it is `id` and `raw_size` bytes.
-Result<std::vector<uint8_t>> read_blob(Storage& storage, const std::string& pack, uint64_t offset, uint32_t length,
+// Opens one blob read from `pack` at `offset`; checks it is `id` and `raw_size` bytes.
+Result<std::vector<uint8_t>> open_blob(std::span<const uint8_t> bytes, const std::string& pack, uint64_t offset,
                                        const ChunkId& id, uint32_t raw_size, const ChunkKey& key, ChunkCodec& codec) {
   const std::string where = pack + " at offset " + std::to_string(offset);
-  if (length < BlobHeader::kSize) {
-    return fail(ErrorCode::kCorrupt, "chunk " + to_hex(id) + " in " + where + ": the index gives a bad length");
-  }
-  auto got = storage.get_range(pack, offset, length);
-  if (!got && got.error().code() == ErrorCode::kNotFound) {
-    // A pack the index references is gone: damage (exit 3), not a wrong name.
-    return fail(std::move(got).error().with_code(ErrorCode::kCorrupt));
-  }
-  BLKVAULT_TRY_ASSIGN(auto bytes, std::move(got));
-  BLKVAULT_TRY_ASSIGN(auto header, BlobHeader::decode(std::span(bytes).first(BlobHeader::kSize), where));
+  BLKVAULT_TRY_ASSIGN(auto header, BlobHeader::decode(bytes.first(std::min(bytes.size(), BlobHeader::kSize)), where));
   if (header.id != id) {
     return fail(ErrorCode::kCorrupt, "chunk " + to_hex(id) + " in " + where + ": the blob there is chunk " +
                                          to_hex(header.id));
   }
-  BLKVAULT_TRY_ASSIGN(auto data, codec.open(header, std::span(bytes).subspan(BlobHeader::kSize), key, where));
+  BLKVAULT_TRY_ASSIGN(auto data, codec.open(header, bytes.subspan(BlobHeader::kSize), key, where));
   if (data.size() != raw_size) {
     return fail(ErrorCode::kCorrupt, "chunk " + to_hex(id) + " in " + where + ": " + std::to_string(data.size()) +
                                          " bytes, the index says " + std::to_string(raw_size));
   }
   return data;
+}
+
+// Reads `length` bytes of `pack` at `offset`; a pack the index references
+// that is gone is damage (exit 3), not a wrong name.
+Result<std::vector<uint8_t>> read_pack_range(Storage& storage, const std::string& pack, uint64_t offset,
+                                             uint64_t length) {
+  auto got = storage.get_range(pack, offset, length);
+  if (!got && got.error().code() == ErrorCode::kNotFound) return fail(std::move(got).error().with_code(ErrorCode::kCorrupt));
+  return got;
+}
+
+// Reads and opens one blob; checks it is `id` and `raw_size` bytes.
+Result<std::vector<uint8_t>> read_blob(Storage& storage, const std::string& pack, uint64_t offset, uint32_t length,
+                                       const ChunkId& id, uint32_t raw_size, const ChunkKey& key, ChunkCodec& codec) {
+  if (length < BlobHeader::kSize) {
+    return fail(ErrorCode::kCorrupt, "chunk " + to_hex(id) + " in " + pack + " at offset " + std::to_string(offset) +
+                                         ": the index gives a bad length");
+  }
+  BLKVAULT_TRY_ASSIGN(auto bytes, read_pack_range(storage, pack, offset, length));
+  return open_blob(bytes, pack, offset, id, raw_size, key, codec);
+}
+
+// Chunks of a restore stored back to back in one pack are read with one
+// request: object storage pays per request, a local pack one pread instead of
+// many. A run is at most this long, so memory stays bounded by the workers.
+constexpr uint64_t kRunBytes = 4 << 20;
+constexpr size_t kRunChunks = 32;
+
+// [first, last) of image.chunks, in one pack, each blob right after the previous.
+std::vector<std::pair<size_t, size_t>> contiguous_runs(const std::vector<ChunkRef>& chunks) {
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t i = 0; i < chunks.size();) {
+    size_t j = i + 1;
+    uint64_t bytes = chunks[i].length;
+    while (j < chunks.size() && j - i < kRunChunks && chunks[j].pack == chunks[j - 1].pack &&
+           chunks[j].offset == chunks[j - 1].offset + chunks[j - 1].length && bytes + chunks[j].length <= kRunBytes &&
+           chunks[j].length >= BlobHeader::kSize) {
+      bytes += chunks[j].length;
+      ++j;
+    }
+    runs.emplace_back(i, j);
+    i = j;
+  }
+  return runs;
 }
 
 }  // namespace
@@ -94,6 +129,8 @@ Result<std::vector<uint8_t>> Repository::read_chunk(const DeviceImage& image, co
   if (!data) return fail(std::move(data.error()).wrap(reading));
   return data;
 }
+
+
 
 Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& sink, size_t threads,
                                          const CancelToken* cancel, const std::function<void(uint64_t)>& progress) {
@@ -117,20 +154,50 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
 
   std::mutex progress_mu;
   std::atomic<uint64_t> written{0};
-  CodecPool codecs(*impl_);
-  auto st = parallel_for(image.chunks.size(), threads, cancel, [&](size_t i) -> Status {
-    auto codec = codecs.take();
-    const auto& ref = image.chunks[i];
-    auto data = read_chunk(image, ref, *codec);
-    codecs.give(std::move(codec));
-    if (!data) return tl::unexpected(std::move(data).error());
-    BLKVAULT_TRY(sink.write_at(ref.chunk_index * image.chunk_size, *data));
-    written += data->size();
+  auto put = [&](const ChunkRef& ref, const std::vector<uint8_t>& data) -> Status {
+    BLKVAULT_TRY(sink.write_at(ref.chunk_index * image.chunk_size, data));
+    written += data.size();
     if (progress) {
       std::lock_guard g(progress_mu);
-      progress(data->size());
+      progress(data.size());
     }
     return {};
+  };
+  // Restores the chunks of one run (contiguous_runs) from one request, a
+  // chunk at a time. From the first that does not open, one read each, so a
+  // failure names its own chunk exactly as a single read does.
+  auto restore_run = [&](std::span<const ChunkRef> run, ChunkCodec& codec) -> Status {
+    size_t done = 0;
+    if (run.size() > 1) {
+      const ChunkRef& a = run.front();
+      const ChunkRef& z = run.back();
+      const std::string& pack = image.packs.at(a.pack);
+      const uint64_t span_bytes = z.offset + z.length - a.offset;
+      auto bytes = read_pack_range(*impl_->storage, pack, a.offset, span_bytes);
+      for (; bytes && bytes->size() == span_bytes && done < run.size(); ++done) {
+        const ChunkRef& ref = run[done];
+        const uint64_t at = ref.chunk_index * image.chunk_size;
+        if (ref.raw_size != std::min(image.chunk_size, image.size_bytes - std::min(image.size_bytes, at))) break;
+        auto data = open_blob(std::span<const uint8_t>(*bytes).subspan(ref.offset - a.offset, ref.length), pack,
+                              ref.offset, ref.id, ref.raw_size, impl_->config.chunk_key, codec);
+        if (!data) break;
+        BLKVAULT_TRY(put(ref, *data));
+      }
+    }
+    for (; done < run.size(); ++done) {
+      BLKVAULT_TRY_ASSIGN(auto data, read_chunk(image, run[done], codec));
+      BLKVAULT_TRY(put(run[done], data));
+    }
+    return {};
+  };
+  CodecPool codecs(*impl_);
+  const auto runs = contiguous_runs(image.chunks);
+  auto st = parallel_for(runs.size(), threads, cancel, [&](size_t r) -> Status {
+    const auto [first, last] = runs[r];
+    auto codec = codecs.take();
+    Status done = restore_run(std::span<const ChunkRef>(image.chunks.data() + first, last - first), *codec);
+    codecs.give(std::move(codec));
+    return done;
   });
   if (!st) return tl::unexpected(std::move(st).error());
   stats.bytes_written = written.load();
@@ -344,6 +411,7 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
   std::vector<std::vector<std::string>> pack_problems(order.size());
   std::vector<char> started(order.size(), 0);
   bool tidied = false;  // guarded by impl_->mu
+  bool record_failed = false;  // guarded by impl_->mu: warned once, then no more recording
   const size_t outer = options.data ? std::max<size_t>(1, std::min(options.threads, order.size())) : 1;
   const size_t inner = std::max<size_t>(1, options.threads / outer);
   BLKVAULT_TRY(parallel_for(order.size(), outer, cancel, [&](size_t n) -> Status {
@@ -364,11 +432,17 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
       }
     }
     std::lock_guard guard(impl_->mu);
+    if (record_failed) return {};
     const bool tidy = !tidied;
     tidied = true;
-    auto st = record_pack_progress(*impl_->db, in_scope[k].name, result, tidy);
-    if (!st) return fail(std::move(st).error().wrap("recording the check of " + in_scope[k].name + " in the index " +
-                                                    impl_->index_path()));
+    // Progress is a convenience (the rolling verify's schedule), the check is
+    // the point: an index that cannot take it (read-only, full disk) costs a
+    // warning, not the verification.
+    if (auto st = record_pack_progress(*impl_->db, in_scope[k].name, result, tidy); !st) {
+      record_failed = true;
+      impl_->logger().warning("verification progress not recorded in the index " + impl_->index_path() + ": " +
+                              st.error().message() + " (the check goes on; the next run re-verifies these packs)");
+    }
     return {};
   }));
   report.chunks = 0;

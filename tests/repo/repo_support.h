@@ -19,6 +19,31 @@ namespace blkvault::repo {
 
 constexpr uint64_t kChunk = 64 << 10;
 
+// A Storage that passes every call to another: test wrappers derive from it
+// and override only the calls they watch or break.
+class ForwardingStorage : public Storage {
+ public:
+  explicit ForwardingStorage(std::unique_ptr<Storage> inner) : inner_(std::move(inner)) {}
+  std::string description() const override { return inner_->description(); }
+  Status put(std::string_view n, std::span<const uint8_t> d) override { return inner_->put(n, d); }
+  Result<std::unique_ptr<Writer>> create(std::string_view n) override { return inner_->create(n); }
+  Result<std::vector<uint8_t>> get(std::string_view n) override { return inner_->get(n); }
+  Result<std::vector<uint8_t>> get_range(std::string_view n, uint64_t o, uint64_t l) override {
+    return inner_->get_range(n, o, l);
+  }
+  Result<uint64_t> size(std::string_view n) override { return inner_->size(n); }
+  Result<bool> exists(std::string_view n) override { return inner_->exists(n); }
+  Result<std::vector<std::string>> list(std::string_view p) override { return inner_->list(p); }
+  Result<std::vector<std::string>> list_unpublished(std::string_view p) override { return inner_->list_unpublished(p); }
+  Status remove(std::string_view n) override { return inner_->remove(n); }
+
+ protected:
+  Storage& inner() { return *inner_; }
+
+ private:
+  std::unique_ptr<Storage> inner_;
+};
+
 class MemSink final : public RestoreSink {
  public:
   explicit MemSink(uint64_t size) : data_(size, 0xEE) {}  // poison: every byte must be written or zeroed

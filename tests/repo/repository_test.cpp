@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "repo/chunk_codec.h"
 #include "repo/manifest.h"
 #include "repo/sqlite.h"
 #include "repo_support.h"
@@ -568,6 +570,69 @@ TEST_F(RepositoryTest, ACbtAuditIsRecordedInManifestAndIndexAndSurvivesARebuild)
   auto rebuilt = open(false);
   ASSERT_TRUE(rebuilt);
   check(*rebuilt, "index rebuilt from the manifests");
+}
+
+// Counts the ranged reads of packs.
+class RangeCountingStorage final : public ForwardingStorage {
+ public:
+  RangeCountingStorage(std::unique_ptr<Storage> inner, std::atomic<int>& reads)
+      : ForwardingStorage(std::move(inner)), reads_(reads) {}
+  Result<std::vector<uint8_t>> get_range(std::string_view n, uint64_t o, uint64_t l) override {
+    if (n.substr(0, 6) == "packs/") ++reads_;
+    return ForwardingStorage::get_range(n, o, l);
+  }
+
+ private:
+  std::atomic<int>& reads_;
+};
+
+TEST_F(RepositoryTest, ARestoreReadsChunksStoredBackToBackWithOneRequestPerRun) {
+  init(8 << 20);  // one pack
+  std::mt19937_64 rng(31);
+  SimDevice a{"a", std::vector<uint8_t>(40 * kChunk)};
+  for (auto& x : a.bytes) x = static_cast<uint8_t>(rng());  // incompressible: 2.5 MiB stored
+  {
+    auto repo = open(true);
+    ASSERT_TRUE(backup(*repo, {&a}, true, /*threads=*/1));  // chunks in the pack in device order
+  }
+  std::atomic<int> reads{0};
+  auto open_counting = [&] {
+    OpenOptions o;
+    o.cache_dir = cache_dir();
+    o.wrap_storage = [&](std::unique_ptr<Storage> s) {
+      return std::unique_ptr<Storage>(std::make_unique<RangeCountingStorage>(std::move(s), reads));
+    };
+    auto r = Repository::open(repo_path(), o);
+    EXPECT_TRUE(r) << r.error().message();
+    return std::move(*r);
+  };
+  {
+    auto repo = open_counting();
+    reads = 0;
+    expect_restores(*repo, 1, a, a.bytes);
+    EXPECT_EQ(reads.load(), 2);  // runs of at most 32 chunks: 32 + 8
+  }
+  // A damaged chunk inside a run is reported as a single read reports it:
+  // the chunks before it come from the run, it and the rest one by one.
+  auto repo = open_counting();
+  auto img = repo->device_image(1, "a");
+  ASSERT_TRUE(img);
+  const ChunkRef victim = img->chunks[10];
+  {
+    std::fstream f(repo_path() + "/" + img->packs[victim.pack], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(victim.offset + victim.length - 1));
+    f.put('\x5a' ^ static_cast<char>(f.peek()));
+  }
+  MemSink sink(img->size_bytes);
+  ChunkCodec codec(repo->config().compression_level, repo->keys());
+  auto single = repo->read_chunk(*img, victim, codec);
+  ASSERT_FALSE(single);
+  reads = 0;
+  auto st = repo->restore(*img, sink, 1, nullptr, {});
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(), single.error().message());
+  EXPECT_EQ(reads.load(), 2);  // the run, then the victim alone (the first error stops the restore)
+  EXPECT_TRUE(std::equal(a.bytes.begin(), a.bytes.begin() + 10 * kChunk, sink.data().begin()));
 }
 
 // Turns a current index into what blkvault wrote at schema `version` (1: no

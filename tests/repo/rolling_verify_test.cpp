@@ -12,6 +12,7 @@
 #include <set>
 
 #include "repo/pack.h"
+#include "repo/sqlite.h"
 #include "repo/verify_progress.h"
 #include "repo_support.h"
 
@@ -240,6 +241,48 @@ TEST_F(RollingVerifyTest, AnUnreadableProgressTableIsAnIndexProblemAndNothingEls
   auto status = repo_->pack_verifications();
   ASSERT_FALSE(status);
   EXPECT_NE(status.error().message().find("no such column: problem"), std::string::npos) << status.error().message();
+}
+
+struct CapturingLogger final : Logger {
+  void log(LogLevel level, std::string_view m) override {
+    if (level == LogLevel::kWarning) warnings.emplace_back(m);
+  }
+  std::vector<std::string> warnings;
+};
+
+TEST_F(RollingVerifyTest, AnIndexThatCannotRecordProgressCostsAWarningNotTheVerification) {
+  (void)verify(PackSelection{});  // creates the table
+  const auto before = recorded();
+  repo_.reset();
+  {
+    auto db = sql::Db::open(repo_path() + "/index.sqlite");
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->exec("CREATE TRIGGER no_progress BEFORE INSERT ON pack_verify "
+                         "BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END"));
+  }
+  CapturingLogger log;
+  OpenOptions oo;
+  oo.cache_dir = cache_dir();
+  oo.log = &log;
+  auto repo = Repository::open(repo_path(), oo);
+  ASSERT_TRUE(repo) << repo.error().message();
+  VerifyOptions o;
+  o.data = true;
+  o.threads = 3;
+  clock_ = [] { return int64_t{4'000'000'000'000}; };
+  o.clock_ms = clock_;
+  auto r = (*repo)->verify(o, nullptr, {});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(r->clean());
+  EXPECT_EQ(r->packs_checked.size(), all_.size());  // every pack still read
+  ASSERT_EQ(log.warnings.size(), 1u);                 // once, not per pack
+  EXPECT_NE(log.warnings[0].find("verification progress not recorded in the index"), std::string::npos)
+      << log.warnings[0];
+  EXPECT_NE(log.warnings[0].find("attempt to write a readonly database"), std::string::npos) << log.warnings[0];
+  repo_ = std::move(*repo);
+  const auto after = recorded();  // nothing changed
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [name, p] : before) EXPECT_EQ(after.at(name).verified_ms, p.verified_ms) << name;
 }
 
 }  // namespace
