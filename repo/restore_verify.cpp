@@ -1,5 +1,6 @@
 // Reading generations back: chunk reads, restore, and verify.
 #include <algorithm>
+#include <tuple>
 #include <atomic>
 #include <map>
 #include <set>
@@ -93,16 +94,29 @@ Result<std::vector<uint8_t>> read_blob(Storage& storage, const std::string& pack
 constexpr uint64_t kRunBytes = 4 << 20;
 constexpr size_t kRunChunks = 32;
 
-// [first, last) of image.chunks, in one pack, each blob right after the previous.
-std::vector<std::pair<size_t, size_t>> contiguous_runs(const std::vector<ChunkRef>& chunks) {
+// The chunks of a restore in pack order (`order`: indexes into `chunks`, by
+// pack and offset; parallel workers store neighbouring chunks in either order,
+// so device order would break the runs), cut into runs: [first, last) of
+// `order`, in one pack, each blob right after the previous.
+std::vector<std::pair<size_t, size_t>> contiguous_runs(const std::vector<ChunkRef>& chunks,
+                                                       std::vector<size_t>& order) {
+  order.resize(chunks.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return std::tie(chunks[a].pack, chunks[a].offset) < std::tie(chunks[b].pack, chunks[b].offset);
+  });
   std::vector<std::pair<size_t, size_t>> runs;
-  for (size_t i = 0; i < chunks.size();) {
+  for (size_t i = 0; i < order.size();) {
     size_t j = i + 1;
-    uint64_t bytes = chunks[i].length;
-    while (j < chunks.size() && j - i < kRunChunks && chunks[j].pack == chunks[j - 1].pack &&
-           chunks[j].offset == chunks[j - 1].offset + chunks[j - 1].length && bytes + chunks[j].length <= kRunBytes &&
-           chunks[j].length >= BlobHeader::kSize) {
-      bytes += chunks[j].length;
+    uint64_t bytes = chunks[order[i]].length;
+    while (j < order.size() && j - i < kRunChunks) {
+      const ChunkRef& prev = chunks[order[j - 1]];
+      const ChunkRef& next = chunks[order[j]];
+      if (next.pack != prev.pack || next.offset != prev.offset + prev.length || bytes + next.length > kRunBytes ||
+          next.length < BlobHeader::kSize) {
+        break;
+      }
+      bytes += next.length;
       ++j;
     }
     runs.emplace_back(i, j);
@@ -166,7 +180,10 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
   // Restores the chunks of one run (contiguous_runs) from one request, a
   // chunk at a time. From the first that does not open, one read each, so a
   // failure names its own chunk exactly as a single read does.
-  auto restore_run = [&](std::span<const ChunkRef> run, ChunkCodec& codec) -> Status {
+  auto restore_run = [&](std::span<const size_t> indexes, ChunkCodec& codec) -> Status {
+    std::vector<ChunkRef> run;
+    run.reserve(indexes.size());
+    for (size_t i : indexes) run.push_back(image.chunks[i]);
     size_t done = 0;
     if (run.size() > 1) {
       const ChunkRef& a = run.front();
@@ -191,11 +208,12 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
     return {};
   };
   CodecPool codecs(*impl_);
-  const auto runs = contiguous_runs(image.chunks);
+  std::vector<size_t> order;
+  const auto runs = contiguous_runs(image.chunks, order);
   auto st = parallel_for(runs.size(), threads, cancel, [&](size_t r) -> Status {
     const auto [first, last] = runs[r];
     auto codec = codecs.take();
-    Status done = restore_run(std::span<const ChunkRef>(image.chunks.data() + first, last - first), *codec);
+    Status done = restore_run(std::span<const size_t>(order.data() + first, last - first), *codec);
     codecs.give(std::move(codec));
     return done;
   });
