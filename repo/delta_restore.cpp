@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <thread>
 
 #include "repo/index_check.h"
+#include "repo/parallel.h"
 #include "repo/repository_impl.h"
 
 namespace blkvault::repo {
@@ -40,10 +40,7 @@ Result<DeltaStats> Repository::restore_delta(const DeviceImage& image, RestoreSo
   if (options.compare_only) compare = chunks_touched(*options.compare_only, cs, count);
 
   std::atomic<uint64_t> compared{0}, skipped{0}, written{0}, zeroed{0}, chunks_written{0};
-  std::atomic<uint64_t> next{0};
-  std::atomic<bool> stop{false};
-  std::mutex mu;  // guards first and progress
-  std::optional<Error> first;
+  std::mutex mu;  // progress
   CodecPool codecs(*impl_);
   const ChunkKey& key = impl_->config.chunk_key;
 
@@ -76,36 +73,16 @@ Result<DeltaStats> Repository::restore_delta(const DeviceImage& image, RestoreSo
     ++chunks_written;
     return {};
   };
-  auto body = [&] {
-    std::vector<uint8_t> buf;
-    for (;;) {
-      if (stop.load()) return;
-      if (cancel != nullptr && cancel->cancelled()) {
-        std::lock_guard g(mu);
-        if (!first) first = Error(ErrorCode::kCancelled, "interrupted");
-        stop = true;
-        return;
-      }
-      const uint64_t idx = next++;
-      if (idx >= count) return;
-      if (Status st = one(idx, buf); !st) {
-        std::lock_guard g(mu);
-        if (!first) first = std::move(st).error();
-        stop = true;
-        return;
-      }
-      if (progress) {
-        std::lock_guard g(mu);
-        progress(std::min(cs, image.size_bytes - idx * cs));
-      }
+  const size_t threads = parallel_workers(count, options.threads);
+  std::vector<std::vector<uint8_t>> bufs(threads);  // one read buffer per worker
+  BLKVAULT_TRY(parallel_for(count, threads, cancel, [&](size_t idx, size_t worker) -> Status {
+    BLKVAULT_TRY(one(idx, bufs[worker]));
+    if (progress) {
+      std::lock_guard g(mu);
+      progress(std::min(cs, image.size_bytes - idx * cs));
     }
-  };
-  const size_t threads = std::max<size_t>(1, std::min<uint64_t>(options.threads, std::max<uint64_t>(count, 1)));
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(body);
-  body();
-  for (auto& t : pool) t.join();
-  if (first) return tl::unexpected(std::move(*first));
+    return {};
+  }));
   DeltaStats s;
   s.bytes_compared = compared.load();
   s.bytes_skipped = skipped.load();

@@ -21,10 +21,10 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include "repo/pack.h"
+#include "repo/parallel.h"
 #include "repo/repair_impl.h"
 
 namespace blkvault::repo {
@@ -41,38 +41,6 @@ struct Stored {
   uint32_t raw_size = 0;
 };
 
-// Runs work(i) for i in [0, n) on `threads` threads; the first error (or a
-// cancellation) stops it and is returned.
-Status parallel_for(size_t n, size_t threads, const CancelToken* cancel, const std::function<Status(size_t)>& work) {
-  std::atomic<size_t> next{0};
-  std::atomic<bool> stop{false};
-  std::mutex mu;
-  std::optional<Error> first;
-  auto body = [&] {
-    while (!stop.load()) {
-      if (cancel != nullptr && cancel->cancelled()) {
-        std::lock_guard g(mu);
-        if (!first) first = Error(ErrorCode::kCancelled, "repair packs interrupted");
-        stop = true;
-        return;
-      }
-      const size_t i = next++;
-      if (i >= n) return;
-      if (auto st = work(i); !st) {
-        std::lock_guard g(mu);
-        if (!first) first = std::move(st).error();
-        stop = true;
-      }
-    }
-  };
-  threads = std::max<size_t>(1, std::min(threads, n));
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(body);
-  body();
-  for (auto& t : pool) t.join();
-  if (first) return tl::unexpected(std::move(*first));
-  return {};
-}
 
 // The blob of `c` (header + stored bytes) when it checks out: header, id, the
 // stored bytes' checksum (or AEAD tag), decompression, keyed hash, size.
@@ -216,7 +184,7 @@ class PackRepair {
     CodecPool codecs(impl_);
     std::atomic<uint64_t> bytes_read{0};
     std::mutex mu;  // damaged_, progress_
-    BLKVAULT_TRY(parallel_for(stored_.size(), options_.threads, cancel_, [&](size_t i) -> Status {
+    BLKVAULT_TRY(parallel_for(stored_.size(), options_.threads, cancel_, [&](size_t i, size_t) -> Status {
       const auto& c = stored_[i];
       const std::string& name = packs_.at(c.pack).first;
       if (gone_.count(c.pack)) {
@@ -233,7 +201,7 @@ class PackRepair {
       if (!blob) damaged_.emplace(c.rowid, blob.error().message());
       if (progress_) progress_(c.length);
       return {};
-    }));
+    }, "repair packs interrupted"));
     report_.bytes_read = bytes_read.load();
     return {};
   }

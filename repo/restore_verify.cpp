@@ -4,52 +4,17 @@
 #include <atomic>
 #include <map>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include "repo/index_check.h"
 #include "repo/pack.h"
 #include "repo/repository_impl.h"
+#include "repo/parallel.h"
 #include "repo/verify_progress.h"
 
 namespace blkvault::repo {
 namespace {
 
-// Runs `work(i)` for i in [0, n) on `threads` threads; stops at the first
-// error or cancellation and returns it.
-Status parallel_for(size_t n, size_t threads, const CancelToken* cancel, const std::function<Status(size_t)>& work) {
-  std::atomic<size_t> next{0};
-  std::atomic<bool> stop{false};
-  std::mutex mu;
-  std::optional<Error> first;
-  auto body = [&] {
-    for (;;) {
-      if (stop.load()) return;
-      if (cancel != nullptr && cancel->cancelled()) {
-        std::lock_guard g(mu);
-        if (!first) first = Error(ErrorCode::kCancelled, "interrupted");
-        stop = true;
-        return;
-      }
-      const size_t i = next++;
-      if (i >= n) return;
-      auto st = work(i);
-      if (!st) {
-        std::lock_guard g(mu);
-        if (!first) first = std::move(st).error();
-        stop = true;
-        return;
-      }
-    }
-  };
-  threads = std::max<size_t>(1, std::min(threads, n));
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(body);
-  body();
-  for (auto& t : pool) t.join();
-  if (first) return tl::unexpected(std::move(*first));
-  return {};
-}
 
 // Opens one blob read from `pack` at `offset`; checks it is `id` and `raw_size` bytes.
 Result<std::vector<uint8_t>> open_blob(std::span<const uint8_t> bytes, const std::string& pack, uint64_t offset,
@@ -210,7 +175,7 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
   CodecPool codecs(*impl_);
   std::vector<size_t> order;
   const auto runs = contiguous_runs(image.chunks, order);
-  auto st = parallel_for(runs.size(), threads, cancel, [&](size_t r) -> Status {
+  auto st = parallel_for(runs.size(), threads, cancel, [&](size_t r, size_t) -> Status {
     const auto [first, last] = runs[r];
     auto codec = codecs.take();
     Status done = restore_run(std::span<const size_t>(order.data() + first, last - first), *codec);
@@ -402,7 +367,7 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
       }
     }
     if (!options.data) return {};
-    return parallel_for(last - first, threads, cancel, [&](size_t j) -> Status {
+    return parallel_for(last - first, threads, cancel, [&](size_t j, size_t) -> Status {
       const auto& c = chunks[first + j];
       auto codec = codecs.take();
       auto data = read_blob(*impl_->storage, pack.name, c.offset, c.length, c.id, c.raw_size,
@@ -432,7 +397,7 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
   bool record_failed = false;  // guarded by impl_->mu: warned once, then no more recording
   const size_t outer = options.data ? std::max<size_t>(1, std::min(options.threads, order.size())) : 1;
   const size_t inner = std::max<size_t>(1, options.threads / outer);
-  BLKVAULT_TRY(parallel_for(order.size(), outer, cancel, [&](size_t n) -> Status {
+  BLKVAULT_TRY(parallel_for(order.size(), outer, cancel, [&](size_t n, size_t) -> Status {
     if (n > 0 && options.select.budget_ms && clock() >= start_ms + *options.select.budget_ms) return {};
     started[n] = 1;
     const size_t k = order[n];

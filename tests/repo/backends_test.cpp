@@ -393,28 +393,16 @@ TEST_P(BackendTest, RollingVerifyPartsCoverEveryPackOnceAndOnlyTheRightOneFindsD
 }
 
 // Forwards to another Storage, calling `before_put` first.
-class PutHookStorage final : public Storage {
+class PutHookStorage final : public ForwardingStorage {
  public:
   PutHookStorage(std::unique_ptr<Storage> inner, std::function<void(std::string_view)> before_put)
-      : inner_(std::move(inner)), hook_(std::move(before_put)) {}
-  std::string description() const override { return inner_->description(); }
+      : ForwardingStorage(std::move(inner)), hook_(std::move(before_put)) {}
   Status put(std::string_view n, std::span<const uint8_t> d) override {
     hook_(n);
-    return inner_->put(n, d);
+    return ForwardingStorage::put(n, d);
   }
-  Result<std::unique_ptr<Writer>> create(std::string_view n) override { return inner_->create(n); }
-  Result<std::vector<uint8_t>> get(std::string_view n) override { return inner_->get(n); }
-  Result<std::vector<uint8_t>> get_range(std::string_view n, uint64_t o, uint64_t l) override {
-    return inner_->get_range(n, o, l);
-  }
-  Result<uint64_t> size(std::string_view n) override { return inner_->size(n); }
-  Result<bool> exists(std::string_view n) override { return inner_->exists(n); }
-  Result<std::vector<std::string>> list(std::string_view p) override { return inner_->list(p); }
-  Result<std::vector<std::string>> list_unpublished(std::string_view p) override { return inner_->list_unpublished(p); }
-  Status remove(std::string_view n) override { return inner_->remove(n); }
 
  private:
-  std::unique_ptr<Storage> inner_;
   std::function<void(std::string_view)> hook_;
 };
 

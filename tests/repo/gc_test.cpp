@@ -17,31 +17,22 @@ namespace fs = std::filesystem;
 
 // Fails every mutating storage operation from the `fail_at`-th on (0-based),
 // as if the process had been killed right before it.
-class FailingStorage final : public Storage {
+class FailingStorage final : public ForwardingStorage {
  public:
-  FailingStorage(std::unique_ptr<Storage> inner, int fail_at) : inner_(std::move(inner)), fail_at_(fail_at) {}
+  FailingStorage(std::unique_ptr<Storage> inner, int fail_at) : ForwardingStorage(std::move(inner)), fail_at_(fail_at) {}
   int ops() const { return ops_; }
 
-  std::string description() const override { return inner_->description(); }
   Status put(std::string_view name, std::span<const uint8_t> data) override {
     BLKVAULT_TRY(step(name));
-    return inner_->put(name, data);
+    return ForwardingStorage::put(name, data);
   }
   Result<std::unique_ptr<Writer>> create(std::string_view name) override {
-    BLKVAULT_TRY_ASSIGN(auto w, inner_->create(name));
+    BLKVAULT_TRY_ASSIGN(auto w, ForwardingStorage::create(name));
     return std::unique_ptr<Writer>(new FailingWriter(*this, std::string(name), std::move(w)));
   }
-  Result<std::vector<uint8_t>> get(std::string_view n) override { return inner_->get(n); }
-  Result<std::vector<uint8_t>> get_range(std::string_view n, uint64_t o, uint64_t l) override {
-    return inner_->get_range(n, o, l);
-  }
-  Result<uint64_t> size(std::string_view n) override { return inner_->size(n); }
-  Result<bool> exists(std::string_view n) override { return inner_->exists(n); }
-  Result<std::vector<std::string>> list(std::string_view p) override { return inner_->list(p); }
-  Result<std::vector<std::string>> list_unpublished(std::string_view p) override { return inner_->list_unpublished(p); }
   Status remove(std::string_view name) override {
     BLKVAULT_TRY(step(name));
-    return inner_->remove(name);
+    return ForwardingStorage::remove(name);
   }
 
  private:
@@ -69,7 +60,6 @@ class FailingStorage final : public Storage {
     return {};
   }
 
-  std::unique_ptr<Storage> inner_;
   int fail_at_;
   int ops_ = 0;
 };

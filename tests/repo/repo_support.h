@@ -37,9 +37,6 @@ class ForwardingStorage : public Storage {
   Result<std::vector<std::string>> list_unpublished(std::string_view p) override { return inner_->list_unpublished(p); }
   Status remove(std::string_view n) override { return inner_->remove(n); }
 
- protected:
-  Storage& inner() { return *inner_; }
-
  private:
   std::unique_ptr<Storage> inner_;
 };

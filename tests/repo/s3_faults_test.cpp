@@ -19,28 +19,16 @@ namespace blkvault::repo {
 namespace {
 
 // Forwards to another Storage, calling `before_create` first.
-class HookStorage final : public Storage {
+class HookStorage final : public ForwardingStorage {
  public:
   HookStorage(std::unique_ptr<Storage> inner, std::function<void(std::string_view)> before_create)
-      : inner_(std::move(inner)), hook_(std::move(before_create)) {}
-  std::string description() const override { return inner_->description(); }
-  Status put(std::string_view n, std::span<const uint8_t> d) override { return inner_->put(n, d); }
+      : ForwardingStorage(std::move(inner)), hook_(std::move(before_create)) {}
   Result<std::unique_ptr<Writer>> create(std::string_view n) override {
     hook_(n);
-    return inner_->create(n);
+    return ForwardingStorage::create(n);
   }
-  Result<std::vector<uint8_t>> get(std::string_view n) override { return inner_->get(n); }
-  Result<std::vector<uint8_t>> get_range(std::string_view n, uint64_t o, uint64_t l) override {
-    return inner_->get_range(n, o, l);
-  }
-  Result<uint64_t> size(std::string_view n) override { return inner_->size(n); }
-  Result<bool> exists(std::string_view n) override { return inner_->exists(n); }
-  Result<std::vector<std::string>> list(std::string_view p) override { return inner_->list(p); }
-  Result<std::vector<std::string>> list_unpublished(std::string_view p) override { return inner_->list_unpublished(p); }
-  Status remove(std::string_view n) override { return inner_->remove(n); }
 
  private:
-  std::unique_ptr<Storage> inner_;
   std::function<void(std::string_view)> hook_;
 };
 
