@@ -110,20 +110,22 @@ Result<std::vector<uint8_t>> ChunkCodec::seal(const ChunkId& id, std::span<const
     h.stored_size = h.raw_size;
     std::memcpy(out.data() + BlobHeader::kSize, data.data(), data.size());
   }
-  out.resize(BlobHeader::kSize + h.stored_size);
   if (keys_ != nullptr && keys_->cipher() != Cipher::kNone) {
     // plaintext = compression byte || payload; the header's compression says none.
-    std::vector<uint8_t> plain(1 + h.stored_size);
+    std::vector<uint8_t>& plain = scratch_;
+    plain.resize(1 + h.stored_size);
     plain[0] = static_cast<uint8_t>(h.compression);
     std::memcpy(plain.data() + 1, out.data() + BlobHeader::kSize, h.stored_size);
     h.compression = Compression::kNone;
     h.cipher = static_cast<uint8_t>(keys_->cipher());
     h.stored_size = static_cast<uint32_t>(plain.size() + keys_->overhead());
     const auto ad = h.encode();
-    BLKVAULT_TRY_ASSIGN(auto sealed, keys_->seal(Keys::Use::kData, plain, std::span(ad).first(32)));
-    out.resize(BlobHeader::kSize);
-    out.insert(out.end(), sealed.begin(), sealed.end());
+    if (out.size() < BlobHeader::kSize + h.stored_size) out.resize(BlobHeader::kSize + h.stored_size);
+    BLKVAULT_TRY_ASSIGN(size_t n, keys_->seal_into(Keys::Use::kData, plain, std::span(ad).first(32),
+                                                   std::span(out).subspan(BlobHeader::kSize)));
+    if (n != h.stored_size) return fail(ErrorCode::kInternal, "sealed size mismatch");
   }
+  out.resize(BlobHeader::kSize + h.stored_size);
   h.data_checksum = XXH3_64bits(out.data() + BlobHeader::kSize, h.stored_size);
   auto hb = h.encode();
   std::memcpy(out.data(), hb.data(), hb.size());
@@ -137,7 +139,7 @@ Result<std::vector<uint8_t>> ChunkCodec::open(const BlobHeader& h, std::span<con
   if (XXH3_64bits(stored.data(), stored.size()) != h.data_checksum) {
     return fail(ErrorCode::kCorrupt, what + ": stored bytes fail their checksum");
   }
-  std::vector<uint8_t> plain;
+  std::vector<uint8_t>& plain = scratch_;
   Compression compression = h.compression;
   if (h.cipher != 0) {
     if (keys_ == nullptr || static_cast<uint8_t>(keys_->cipher()) != h.cipher) {
@@ -146,7 +148,7 @@ Result<std::vector<uint8_t>> ChunkCodec::open(const BlobHeader& h, std::span<con
                                            ", which is not this repository's cipher");
     }
     const auto ad = h.encode();
-    BLKVAULT_TRY_ASSIGN(plain, keys_->open(Keys::Use::kData, stored, std::span(ad).first(32), what));
+    BLKVAULT_TRY(keys_->open_into(Keys::Use::kData, stored, std::span(ad).first(32), what, plain));
     if (plain.empty() || plain[0] > static_cast<uint8_t>(Compression::kZstd)) {
       return fail(ErrorCode::kCorrupt, what + ": bad compression byte");
     }

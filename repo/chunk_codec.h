@@ -75,6 +75,10 @@ class ChunkCodec {
   int level_;
   std::shared_ptr<const Keys> keys_;
   std::unique_ptr<Contexts> ctx_;
+  // Reused between calls (a codec serves one thread at a time): the
+  // plaintext of an encrypted blob, so sealing and opening allocate (and
+  // fault in) no second chunk-sized buffer each time.
+  std::vector<uint8_t> scratch_;
 };
 
 }  // namespace blkvault::repo

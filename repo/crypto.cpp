@@ -125,9 +125,17 @@ size_t Keys::overhead() const {
 
 Result<std::vector<uint8_t>> Keys::seal(Use use, std::span<const uint8_t> plaintext,
                                         std::span<const uint8_t> ad) const {
+  std::vector<uint8_t> out(plaintext.size() + overhead());
+  BLKVAULT_TRY_ASSIGN(size_t n, seal_into(use, plaintext, ad, out));
+  out.resize(n);
+  return out;
+}
+
+Result<size_t> Keys::seal_into(Use use, std::span<const uint8_t> plaintext, std::span<const uint8_t> ad,
+                               std::span<uint8_t> out) const {
   const uint8_t* key = (use == Use::kData ? data_key_ : metadata_key_)->data();
   const size_t nb = nonce_bytes(cipher_);
-  std::vector<uint8_t> out(nb + plaintext.size() + overhead() - nb);
+  if (out.size() < plaintext.size() + overhead()) return fail(ErrorCode::kInternal, "seal_into: output too small");
   randombytes_buf(out.data(), nb);
   unsigned long long clen = 0;
   int rc;
@@ -139,16 +147,22 @@ Result<std::vector<uint8_t>> Keys::seal(Use use, std::span<const uint8_t> plaint
                                                     ad.data(), ad.size(), nullptr, out.data(), key);
   }
   if (rc != 0) return fail(ErrorCode::kInternal, "encryption failed");
-  out.resize(nb + clen);
-  return out;
+  return nb + clen;
 }
 
 Result<std::vector<uint8_t>> Keys::open(Use use, std::span<const uint8_t> sealed, std::span<const uint8_t> ad,
                                         const std::string& what) const {
+  std::vector<uint8_t> out;
+  BLKVAULT_TRY(open_into(use, sealed, ad, what, out));
+  return out;
+}
+
+Status Keys::open_into(Use use, std::span<const uint8_t> sealed, std::span<const uint8_t> ad, const std::string& what,
+                       std::vector<uint8_t>& out) const {
   const uint8_t* key = (use == Use::kData ? data_key_ : metadata_key_)->data();
   const size_t nb = nonce_bytes(cipher_);
   if (sealed.size() < overhead()) return fail(ErrorCode::kCorrupt, what + ": encrypted data truncated");
-  std::vector<uint8_t> out(sealed.size() - overhead());
+  out.resize(sealed.size() - overhead());
   unsigned long long mlen = 0;
   int rc;
   if (cipher_ == Cipher::kAes256Gcm) {
@@ -162,7 +176,7 @@ Result<std::vector<uint8_t>> Keys::open(Use use, std::span<const uint8_t> sealed
     return fail(ErrorCode::kCorrupt, what + ": fails authentication (tampered with, damaged, or sealed with another key)");
   }
   out.resize(mlen);
-  return out;
+  return {};
 }
 
 // --- key files ---------------------------------------------------------------

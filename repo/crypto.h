@@ -81,9 +81,17 @@ class Keys {
   enum class Use { kData, kMetadata };
   // nonce || ciphertext || tag of `plaintext`, authenticated with `ad`.
   Result<std::vector<uint8_t>> seal(Use use, std::span<const uint8_t> plaintext, std::span<const uint8_t> ad) const;
+  // The same, written to `out` (REQUIRES: out.size() >= plaintext.size() +
+  // overhead()); returns the bytes written. For the chunk codec, which seals
+  // straight into the blob it returns.
+  Result<size_t> seal_into(Use use, std::span<const uint8_t> plaintext, std::span<const uint8_t> ad,
+                           std::span<uint8_t> out) const;
   // The plaintext, or kCorrupt "… fails authentication" (tampered, damaged, or another key).
   Result<std::vector<uint8_t>> open(Use use, std::span<const uint8_t> sealed, std::span<const uint8_t> ad,
                                     const std::string& what) const;
+  // The same into `out` (resized; its capacity is reused).
+  Status open_into(Use use, std::span<const uint8_t> sealed, std::span<const uint8_t> ad, const std::string& what,
+                   std::vector<uint8_t>& out) const;
 
  private:
   Keys() = default;
