@@ -164,6 +164,10 @@ Status DevWriter::put(uint64_t chunk_index, std::span<const uint8_t> data) {
       stored_bytes_ += stored;
     }
     e.id = id;
+  } else if (!inherit_) {
+    // In a full image every chunk not put reads as zeros (delta()): recording
+    // the zero ones would only make the map grow with the device's empty space.
+    return {};
   }
   std::lock_guard g(mu_);
   puts_.push_back(e);

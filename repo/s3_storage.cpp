@@ -11,8 +11,9 @@ namespace blkvault::repo {
 namespace {
 
 // Parts go out on their own threads, up to S3Storage::uploads_in_flight() at
-// once, so the writer's caller (chunk workers filling a pack) goes on while
-// earlier parts travel. Memory: that many parts plus the one being filled.
+// once over all writers of the storage, so the writer's caller (chunk workers
+// filling a pack) goes on while earlier parts travel. Memory: that many parts,
+// plus the one each writer is filling.
 class S3Writer final : public Storage::Writer {
  public:
   S3Writer(S3Storage& storage, std::string name) : storage_(storage), name_(std::move(name)) {}
@@ -68,10 +69,13 @@ class S3Writer final : public Storage::Writer {
     buffer_ = std::vector<uint8_t>();
     buffer_.reserve(storage_.part_size());
     const int number = next_part_++;
-    s3::Client* client = &storage_.client();
+    S3Storage* storage = &storage_;
     const std::string id = upload_id_;
-    inflight_.push_back(std::async(std::launch::async, [client, key, id, number, part]() {
-      return client->upload_part(key, id, number, *part);
+    storage->acquire_upload_slot();
+    inflight_.push_back(std::async(std::launch::async, [storage, key, id, number, part]() {
+      auto etag = storage->client().upload_part(key, id, number, *part);
+      storage->release_upload_slot();
+      return etag;
     }));
     return {};
   }
@@ -103,6 +107,18 @@ class S3Writer final : public Storage::Writer {
 }  // namespace
 
 bool is_remote_repository(std::string_view repo) { return s3::is_s3_url(repo); }
+
+void S3Storage::acquire_upload_slot() {
+  std::unique_lock g(slots_mu_);
+  slots_cv_.wait(g, [&] { return slots_used_ < uploads_in_flight_; });
+  ++slots_used_;
+}
+
+void S3Storage::release_upload_slot() {
+  std::lock_guard g(slots_mu_);
+  --slots_used_;
+  slots_cv_.notify_one();
+}
 
 Result<std::unique_ptr<S3Storage>> S3Storage::open(const std::string& url,
                                                    std::shared_ptr<RateLimiter> upload_limiter) {

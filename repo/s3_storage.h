@@ -18,7 +18,9 @@
 // Thread-safety: as Storage (the client pools its connections).
 #pragma once
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "repo/s3_client.h"
@@ -54,9 +56,14 @@ class S3Storage final : public Storage {
   // Objects larger than this are written as multipart uploads of this part size.
   void set_part_size(size_t bytes) { part_size_ = bytes; }
   size_t part_size() const { return part_size_; }
-  // How many parts of one Writer travel at once (each on its own connection).
+  // How many parts travel at once (each on its own connection), over all of
+  // this storage's Writers together: a backup finishing one pack while it
+  // fills the next holds no more parts in memory than one writing alone.
   void set_uploads_in_flight(size_t n) { uploads_in_flight_ = n == 0 ? 1 : n; }
   size_t uploads_in_flight() const { return uploads_in_flight_; }
+  // A slot for one part upload: waits while uploads_in_flight() are under way.
+  void acquire_upload_slot();
+  void release_upload_slot();
   s3::Client& client() { return client_; }
   std::string key_for(std::string_view name) const { return client_.endpoint().prefix + std::string(name); }
 
@@ -65,6 +72,9 @@ class S3Storage final : public Storage {
   s3::Client client_;
   size_t part_size_ = 16u << 20;
   size_t uploads_in_flight_ = 3;
+  std::mutex slots_mu_;
+  std::condition_variable slots_cv_;
+  size_t slots_used_ = 0;
 };
 
 }  // namespace blkvault::repo
