@@ -498,8 +498,7 @@ Status SimModule::set_outside_writes(const std::string& device_path, bool detect
   return store_->update<void>([&](State& s, bool& dirty) -> Status {
     BLKVAULT_TRY_ASSIGN(DevId dev, register_path(s, device_path, dirty, /*allow_block=*/true));
     auto& list = s.sim_writes_only;
-    const bool listed = s.writes_only_through_sim(dev);
-    if (detect == !listed) return {};
+    if (s.writes_only_through_sim(dev) != detect) return {};  // already so
     dirty = true;
     if (detect) {
       // Fingerprints are made afresh at the next take (no change found then:

@@ -41,7 +41,6 @@ struct Stored {
   uint32_t raw_size = 0;
 };
 
-
 // The blob of `c` (header + stored bytes) when it checks out: header, id, the
 // stored bytes' checksum (or AEAD tag), decompression, keyed hash, size.
 // kCorrupt/kUnsupported: damage; any other error: the storage failed.

@@ -42,6 +42,7 @@ inline constexpr std::string_view kLiveRow =
 // Generation ids stay far below it.
 inline constexpr int64_t kOpenEnd = INT32_MAX;
 inline constexpr int64_t kOpenEndBeforeSchema3 = INT64_MAX;
+static_assert(kMaxGenerationId < static_cast<GenerationId>(kOpenEnd), "a generation id must stay below kOpenEnd");
 
 struct Repository::Impl {
   std::string path;

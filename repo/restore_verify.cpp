@@ -53,6 +53,12 @@ Result<std::vector<uint8_t>> read_blob(Storage& storage, const std::string& pack
   return open_blob(bytes, pack, offset, id, raw_size, key, codec);
 }
 
+// The bytes chunk `index` of `image` holds: the chunk size, less for the last.
+uint64_t chunk_bytes(const DeviceImage& image, uint64_t index) {
+  const uint64_t offset = index * image.chunk_size;
+  return std::min(image.chunk_size, image.size_bytes - std::min(image.size_bytes, offset));
+}
+
 // Chunks of a restore stored back to back in one pack are read with one
 // request: object storage pays per request, a local pack one pread instead of
 // many. A run is at most this long, so memory stays bounded by the workers.
@@ -94,7 +100,7 @@ std::vector<std::pair<size_t, size_t>> contiguous_runs(const std::vector<ChunkRe
 
 Result<std::vector<uint8_t>> Repository::read_chunk(const DeviceImage& image, const ChunkRef& ref, ChunkCodec& codec) {
   const uint64_t offset = ref.chunk_index * image.chunk_size;
-  const uint64_t expect = std::min(image.chunk_size, image.size_bytes - std::min(image.size_bytes, offset));
+  const uint64_t expect = chunk_bytes(image, ref.chunk_index);
   const std::string reading = "reading offset " + std::to_string(offset) + " of " + image.device + " in generation " +
                               std::to_string(image.generation);
   if (ref.raw_size != expect) {
@@ -108,8 +114,6 @@ Result<std::vector<uint8_t>> Repository::read_chunk(const DeviceImage& image, co
   if (!data) return fail(std::move(data.error()).wrap(reading));
   return data;
 }
-
-
 
 Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& sink, size_t threads,
                                          const CancelToken* cancel, const std::function<void(uint64_t)>& progress) {
@@ -145,30 +149,27 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
   // Restores the chunks of one run (contiguous_runs) from one request, a
   // chunk at a time. From the first that does not open, one read each, so a
   // failure names its own chunk exactly as a single read does.
-  auto restore_run = [&](std::span<const size_t> indexes, ChunkCodec& codec) -> Status {
-    std::vector<ChunkRef> run;
-    run.reserve(indexes.size());
-    for (size_t i : indexes) run.push_back(image.chunks[i]);
+  auto restore_run = [&](std::span<const size_t> run, ChunkCodec& codec) -> Status {
+    auto ref = [&](size_t k) -> const ChunkRef& { return image.chunks[run[k]]; };
     size_t done = 0;
     if (run.size() > 1) {
-      const ChunkRef& a = run.front();
-      const ChunkRef& z = run.back();
+      const ChunkRef& a = ref(0);
+      const ChunkRef& z = ref(run.size() - 1);
       const std::string& pack = image.packs.at(a.pack);
       const uint64_t span_bytes = z.offset + z.length - a.offset;
       auto bytes = read_pack_range(*impl_->storage, pack, a.offset, span_bytes);
       for (; bytes && bytes->size() == span_bytes && done < run.size(); ++done) {
-        const ChunkRef& ref = run[done];
-        const uint64_t at = ref.chunk_index * image.chunk_size;
-        if (ref.raw_size != std::min(image.chunk_size, image.size_bytes - std::min(image.size_bytes, at))) break;
-        auto data = open_blob(std::span<const uint8_t>(*bytes).subspan(ref.offset - a.offset, ref.length), pack,
-                              ref.offset, ref.id, ref.raw_size, impl_->config.chunk_key, codec);
+        const ChunkRef& c = ref(done);
+        if (c.raw_size != chunk_bytes(image, c.chunk_index)) break;
+        auto data = open_blob(std::span<const uint8_t>(*bytes).subspan(c.offset - a.offset, c.length), pack, c.offset,
+                              c.id, c.raw_size, impl_->config.chunk_key, codec);
         if (!data) break;
-        BLKVAULT_TRY(put(ref, *data));
+        BLKVAULT_TRY(put(c, *data));
       }
     }
     for (; done < run.size(); ++done) {
-      BLKVAULT_TRY_ASSIGN(auto data, read_chunk(image, run[done], codec));
-      BLKVAULT_TRY(put(run[done], data));
+      BLKVAULT_TRY_ASSIGN(auto data, read_chunk(image, ref(done), codec));
+      BLKVAULT_TRY(put(ref(done), data));
     }
     return {};
   };
