@@ -58,6 +58,36 @@ TEST(CliSim, ShowListsNoTrackersOnAFreshModule) {
   EXPECT_NE(r.out.find("\"trackers\": []"), std::string::npos) << r.out;
 }
 
+TEST(CliSim, OutsideWritesDeclaresADeviceAndShowListsIt) {
+  TempDir dir;
+  std::string image = dir / "disk.img";
+  const std::string module = "sim:" + (dir / "sim");
+  write_random_file(image, 1 << 20, 1);
+  auto r = run_blkvault({"sim", "outside-writes", "--module", module, image, "none"});
+  ASSERT_EQ(r.exit_status, 0) << r.err;
+  EXPECT_EQ(r.err, image + ": declared written only through `sim write`: takes read nothing, outside writes go unseen\n");
+  r = run_blkvault({"--json", "sim", "show", "--module", module});
+  ASSERT_EQ(r.exit_status, 0) << r.err;
+  EXPECT_NE(r.out.find("\"outside_writes_none\": [\n    \"" + image + "\""), std::string::npos) << r.out;
+  r = run_blkvault({"sim", "outside-writes", "--module", module, image, "detect"});
+  ASSERT_EQ(r.exit_status, 0) << r.err;
+  EXPECT_EQ(r.err, image + ": writes outside `sim write` are detected (fingerprints, rescanned at take)\n");
+  r = run_blkvault({"sim", "show", "--module", module});
+  ASSERT_EQ(r.exit_status, 0) << r.err;
+  EXPECT_EQ(r.out.find("written only through"), std::string::npos) << r.out;
+}
+
+TEST(CliSim, OutsideWritesRefusesAMissingDeviceAndAnUnknownMode) {
+  TempDir dir;
+  const std::string module = "sim:" + (dir / "sim");
+  auto r = run_blkvault({"sim", "outside-writes", "--module", module, dir / "nope.img", "none"});
+  EXPECT_EQ(r.exit_status, 2);
+  EXPECT_EQ(r.err, "blkvault: resolving device " + (dir / "nope.img") + ": No such file or directory\n");
+  r = run_blkvault({"sim", "outside-writes", "--module", module, dir / "nope.img", "maybe"});
+  EXPECT_EQ(r.exit_status, 2);
+  EXPECT_EQ(r.err, "blkvault: mode: maybe not in {detect,none} (see 'blkvault --help')\n");
+}
+
 TEST(CliSim, RefusesAModuleThatIsNotSimulated) {
   auto r = run_blkvault({"sim", "show", "--module", "/dev/veeamblksnap"});
   EXPECT_EQ(r.exit_status, 2);

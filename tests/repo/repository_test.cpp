@@ -727,6 +727,36 @@ TEST(ManifestTest, CarriesACbtAuditAndReadsManifestsWithoutOne) {
   EXPECT_EQ(bad.error().code(), ErrorCode::kCorrupt);
 }
 
+TEST(ManifestTest, AGenerationIdPastTheIndexsLimitIsDamage) {
+  Manifest m;
+  m.repository_id = "abc";
+  m.chunk_size = kChunk;
+  m.generation.state = GenerationState::kComplete;
+  m.generation.id = kMaxGenerationId;
+  ASSERT_TRUE(Manifest::decode(m.encode(), "m"));
+  m.generation.id = kMaxGenerationId + 1;
+  auto bad = Manifest::decode(m.encode(), "m");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::kCorrupt);
+  EXPECT_NE(bad.error().message().find("generation id 2147483647 out of range"), std::string::npos)
+      << bad.error().message();
+}
+
+TEST_F(RepositoryTest, ABackupPastTheLastGenerationIdIsRefused) {
+  init();
+  {  // a manifest name (its content does not matter here) at the last id
+    fs::create_directories(repo_path() + "/manifests");
+    std::ofstream(repo_path() + "/" + manifest_name(kMaxGenerationId)) << "x";
+  }
+  auto repo = open(true);
+  ASSERT_TRUE(repo);
+  auto w = repo->begin_generation("h", "v");
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(w.error().message(),
+            "the repository has used every generation id (up to 2147483646): start a new repository");
+}
+
 TEST(ManifestTest, RoundTripsAndDetectsDamage) {
   Manifest m;
   m.repository_id = "abc";
