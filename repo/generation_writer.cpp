@@ -29,7 +29,6 @@ struct ChunkIdHash {
 // A chunk this generation stored in a new pack.
 struct NewChunk {
   ChunkId id;
-  size_t pack;  // index into GenWriter::packs_
   PackEntry entry;
   uint32_t raw_size;
 };
@@ -111,6 +110,14 @@ class GenWriter final : public GenerationWriter {
   // Finishes a full pack outside pack_mu_ (its last part and completion, or
   // fsync and rename), so the other workers go on filling the next one.
   Status finish_detached(std::unique_ptr<PackWriter> pack, size_t slot);
+  // Records a published pack and its chunks in the index, so that when this
+  // run fails or is killed before it commits, the next backup deduplicates
+  // against the pack instead of uploading its chunks again (gc deletes it
+  // once no generation references it, as any unreferenced pack).
+  // REQUIRES: neither pack_mu_ nor repo_.mu held.
+  Status record_published(size_t slot);
+  // REQUIRES: repo_.mu held, inside a transaction.
+  Status insert_chunks(int64_t pack_row, std::span<const NewChunk> chunks);
   // Waits for every detached finish; the first one's error, if any.
   // REQUIRES: `held` holds pack_mu_.
   Status await_finishing(std::unique_lock<std::mutex>& held);
@@ -137,7 +144,14 @@ class GenWriter final : public GenerationWriter {
   size_t finishing_ = 0;  // packs being finished outside the lock
   std::optional<Error> finish_error_;
   std::unique_ptr<PackWriter> pack_;
-  std::vector<std::pair<std::string, uint64_t>> packs_;  // name, size (published or current)
+  struct PackSlot {
+    std::string name;
+    uint64_t size = 0;         // set once published
+    size_t first_chunk = 0;    // its chunks: new_chunks_[first_chunk, end_chunk)
+    size_t end_chunk = 0;
+    bool recorded = false;     // in the index (record_published)
+  };
+  std::vector<PackSlot> packs_;  // published or current
   std::vector<NewChunk> new_chunks_;
 
   CodecPool codecs_{repo_};
@@ -296,10 +310,11 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
       const std::string hex = random_hex(16);
       const std::string name = "packs/" + hex.substr(0, 2) + "/" + hex;
       BLKVAULT_TRY_ASSIGN(pack_, PackWriter::create(*repo_.storage, name));
-      packs_.emplace_back(name, 0);
+      packs_.push_back(PackSlot{name, 0, new_chunks_.size(), new_chunks_.size(), false});
     }
     BLKVAULT_TRY_ASSIGN(PackEntry entry, pack_->append(id, *blob));
-    new_chunks_.push_back(NewChunk{id, packs_.size() - 1, entry, static_cast<uint32_t>(data.size())});
+    new_chunks_.push_back(NewChunk{id, entry, static_cast<uint32_t>(data.size())});
+    packs_.back().end_chunk = new_chunks_.size();
     *stored_bytes = blob->size();
     if (pack_->size() >= repo_.config.pack_size) {
       full = std::move(pack_);
@@ -307,7 +322,10 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
       ++finishing_;
     }
   }
-  if (full) BLKVAULT_TRY(finish_detached(std::move(full), full_slot));
+  if (full) {
+    BLKVAULT_TRY(finish_detached(std::move(full), full_slot));
+    BLKVAULT_TRY(record_published(full_slot));
+  }
   return true;
 }
 
@@ -315,13 +333,52 @@ Status GenWriter::finish_detached(std::unique_ptr<PackWriter> pack, size_t slot)
   Status st = pack->finish();
   std::lock_guard g(pack_mu_);
   if (st) {
-    packs_[slot].second = pack->size();
+    packs_[slot].size = pack->size();
   } else if (!finish_error_) {
     finish_error_ = st.error();
   }
   --finishing_;
   finished_cv_.notify_all();
   return st;
+}
+
+Status GenWriter::record_published(size_t slot) {
+  std::string name;
+  uint64_t size = 0;
+  std::vector<NewChunk> chunks;
+  {
+    std::lock_guard g(pack_mu_);
+    const PackSlot& p = packs_[slot];
+    name = p.name;
+    size = p.size;
+    chunks.assign(new_chunks_.begin() + static_cast<ptrdiff_t>(p.first_chunk),
+                  new_chunks_.begin() + static_cast<ptrdiff_t>(p.end_chunk));
+  }
+  std::lock_guard r(repo_.mu);
+  BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*repo_.db));
+  BLKVAULT_TRY_ASSIGN(int64_t row, repo_.pack_rowid(name, size, true));
+  BLKVAULT_TRY(insert_chunks(row, chunks));
+  BLKVAULT_TRY(tx.commit());
+  std::lock_guard g(pack_mu_);
+  packs_[slot].recorded = true;
+  return {};
+}
+
+Status GenWriter::insert_chunks(int64_t pack_row, std::span<const NewChunk> chunks) {
+  // A chunk the index knows without a pack (a manifest referenced it and its
+  // pack was lost) gets this copy; otherwise a new row.
+  BLKVAULT_TRY_ASSIGN(auto fill, repo_.db->prepare(
+                                     "UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_size = ? WHERE hash = ? "
+                                     "AND pack IS NULL"));
+  BLKVAULT_TRY_ASSIGN(auto add, repo_.db->prepare(
+                                    "INSERT OR IGNORE INTO chunks(hash, pack, offset, length, raw_size) VALUES (?, ?, ?, ?, ?)"));
+  for (const auto& c : chunks) {
+    fill.bind(1, pack_row).bind(2, static_cast<int64_t>(c.entry.offset)).bind(3, int64_t{c.entry.length});
+    BLKVAULT_TRY(fill.bind(4, int64_t{c.raw_size}).bind_blob(5, c.id).run());
+    add.bind_blob(1, c.id).bind(2, pack_row).bind(3, static_cast<int64_t>(c.entry.offset));
+    BLKVAULT_TRY(add.bind(4, int64_t{c.entry.length}).bind(5, int64_t{c.raw_size}).run());
+  }
+  return {};
 }
 
 Status GenWriter::await_finishing(std::unique_lock<std::mutex>& held) {
@@ -370,7 +427,7 @@ Status GenWriter::finish_pack_locked() {
   if (!pack_) return {};
   auto p = std::move(pack_);
   BLKVAULT_TRY(p->finish());
-  packs_.back().second = p->size();
+  packs_.back().size = p->size();
   return {};
 }
 
@@ -434,6 +491,9 @@ Result<GenerationInfo> GenWriter::commit_locked(bool partial) {
     BLKVAULT_TRY(await_finishing(g));
     BLKVAULT_TRY(finish_pack_locked());
   }
+  for (size_t slot = 0; slot < packs_.size(); ++slot) {
+    if (!packs_[slot].recorded) BLKVAULT_TRY(record_published(slot));
+  }
   std::lock_guard r(repo_.mu);
   // 2. The manifest, published under a generation id no other host has taken
   // (docs/FORMAT.md, "Commit protocol"): learn what others committed while
@@ -441,7 +501,7 @@ Result<GenerationInfo> GenWriter::commit_locked(bool partial) {
   // than a committed one, and publish without overwriting; when another host
   // published the same id first, do it all again.
   std::set<std::string> own_packs;
-  for (const auto& p : packs_) own_packs.insert(p.first);
+  for (const auto& p : packs_) own_packs.insert(p.name);
   Manifest m;
   std::string name;
   for (int attempt = 1;; ++attempt) {
@@ -486,22 +546,6 @@ Result<GenerationInfo> GenWriter::commit_locked(bool partial) {
   // 3. The index, in one transaction.
   auto indexed = [&]() -> Status {
     BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*repo_.db));
-    std::vector<int64_t> pack_rows;
-    for (const auto& [pname, size] : packs_) {
-      BLKVAULT_TRY_ASSIGN(int64_t row, repo_.pack_rowid(pname, size, true));
-      pack_rows.push_back(row);
-    }
-    BLKVAULT_TRY_ASSIGN(auto fill, repo_.db->prepare(
-                                       "UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_size = ? WHERE hash = ? "
-                                       "AND pack IS NULL"));
-    BLKVAULT_TRY_ASSIGN(auto add, repo_.db->prepare(
-                                      "INSERT OR IGNORE INTO chunks(hash, pack, offset, length, raw_size) VALUES (?, ?, ?, ?, ?)"));
-    for (const auto& c : new_chunks_) {
-      fill.bind(1, pack_rows[c.pack]).bind(2, static_cast<int64_t>(c.entry.offset)).bind(3, int64_t{c.entry.length});
-      BLKVAULT_TRY(fill.bind(4, int64_t{c.raw_size}).bind_blob(5, c.id).run());
-      add.bind_blob(1, c.id).bind(2, pack_rows[c.pack]).bind(3, static_cast<int64_t>(c.entry.offset));
-      BLKVAULT_TRY(add.bind(4, int64_t{c.entry.length}).bind(5, int64_t{c.raw_size}).run());
-    }
     BLKVAULT_TRY(repo_.insert_generation(info_));
     for (size_t i = 0; i < devices_.size(); ++i) {
       const auto& d = *devices_[i];

@@ -11,8 +11,9 @@
 //   4. packs mostly garbage: live blobs are checked and copied into a new pack
 //      that is published durably, then one transaction moves the chunks to it,
 //      then the old file is deleted;
-//   5. leftovers: packs the index does not know (an interrupted backup's, or a
-//      step 3/4 file a crash kept) and temp files of interrupted writes.
+//   5. leftovers: packs the index does not know (an interrupted backup's it did
+//      not record, another host's, or a step 3/4 file a crash kept) and temp
+//      files of interrupted writes.
 // Leftovers are deleted before step 4 (they are garbage from the start), so a
 // nearly full filesystem has their space for the rewrite. When the filesystem
 // is full all the same, step 4 stops with a warning and no error: everything

@@ -12,8 +12,11 @@
 //                         rebuild_index() recreates from packs and manifests alone.
 //
 // Commit order (what makes a crash at any point safe):
-//   packs fsynced and published -> manifest fsynced and published -> index txn.
-// A crash before the manifest leaves only unreferenced packs (gc reclaims them);
+//   packs fsynced and published (each then noted in the index, so a failed or
+//   killed run's packs are reused by the next) -> manifest fsynced and
+//   published -> index txn.
+// A crash before the manifest leaves only unreferenced packs (the next backup
+// deduplicates against those the index noted; gc reclaims what stays unused);
 // a crash after it leaves a manifest the index does not know yet, which the next
 // open replays. A generation is visible (list, restore) only once committed.
 //

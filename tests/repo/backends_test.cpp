@@ -2,7 +2,7 @@
 // object storage on a real Ceph RADOS Gateway (tests/ceph_gateway.h; the S3
 // cases skip, saying why, when no gateway can be started). Each scenario runs
 // unchanged on both: byte-identical restores across generations, dedup,
-// abandoned writers, the writer lock, the index as a rebuildable cache,
+// abandoned writers (and reusing what they uploaded), the writer lock, the index as a rebuildable cache,
 // forget + gc, large (multipart) packs, encryption, two hosts sharing one
 // repository, and rolling verify (its progress in each host's index).
 #include <gtest/gtest.h>
@@ -119,6 +119,54 @@ TEST_P(BackendTest, AnAbandonedWriterLeavesEarlierGenerationsIntact) {
   auto report = repo->verify(VerifyOptions{.data = true}, nullptr, {});
   ASSERT_TRUE(report);
   EXPECT_TRUE(report->clean());
+}
+
+TEST_P(BackendTest, TheNextBackupReusesThePacksAnInterruptedOneUploaded) {
+  init(256 << 10);  // a pack is finished at its fourth chunk
+  constexpr uint64_t kChunks = 22;  // five finished packs and two chunks of a sixth
+  SimDevice d{"d", std::vector<uint8_t>(kChunks * kChunk)};
+  std::mt19937_64 rng(12);
+  for (auto& x : d.bytes) x = static_cast<uint8_t>(rng());  // every chunk distinct
+  auto repo = open(true);
+  {
+    // Stored every chunk, then stopped before its commit (its last pack
+    // unfinished): the finished packs are published.
+    auto w = repo->begin_generation("h", "v");
+    ASSERT_TRUE(w);
+    auto dw = (*w)->add_device("d", d.bytes.size(), false);
+    ASSERT_TRUE(dw);
+    for (uint64_t c = 0; c < kChunks; ++c) ASSERT_TRUE((*dw)->put(c, std::span(d.bytes).subspan(c * kChunk, kChunk)));
+  }
+  auto left = repo->storage().list("packs/");
+  ASSERT_TRUE(left);
+  ASSERT_EQ(left->size(), 5u);
+  uint64_t uploaded_chunks = 0;
+  for (const auto& n : *left) {
+    auto entries = read_pack_index(repo->storage(), n);
+    ASSERT_TRUE(entries) << n;
+    uploaded_chunks += entries->size();
+  }
+  ASSERT_EQ(uploaded_chunks, 20u);
+  // The next run, in a new process, sends only the chunks not uploaded yet.
+  repo.reset();
+  repo = open(true);
+  auto g = backup(*repo, {&d}, true);
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(g->devices.at(0).new_bytes, (kChunks - uploaded_chunks) * kChunk);
+  expect_restores(*repo, g->id, d, d.bytes);
+  // Nothing to reclaim: the generation references every pack, each chunk once.
+  auto report = repo->gc(GcOptions{}, nullptr);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->packs_deleted + report->packs_rewritten + report->leftovers_deleted, 0u);
+  auto names = repo->storage().list("packs/");
+  ASSERT_TRUE(names);
+  for (const auto& n : *left) EXPECT_TRUE(std::count(names->begin(), names->end(), n)) << n;
+  uint64_t stored = 0;
+  for (const auto& n : *names) stored += read_pack_index(repo->storage(), n)->size();
+  EXPECT_EQ(stored, kChunks);
+  auto v = repo->verify(VerifyOptions{.data = true}, nullptr, {});
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->clean());
 }
 
 TEST_P(BackendTest, ASecondWriterIsRefusedNamingTheHolderWhileReadersProceed) {

@@ -275,6 +275,24 @@ TEST_F(GcTest, AFailureAtAnyStepOfABackupCommitKeepsEarlierGenerations) {
   const auto dirty = a_.dirty;
   const std::string pristine = dir_ / "pristine";
   fs::copy(repo_path(), pristine, fs::copy_options::recursive);
+  auto pack_files = [&] {
+    std::set<std::string> names;
+    for (const auto& e : fs::recursive_directory_iterator(repo_path() + "/packs")) {
+      if (e.is_regular_file()) names.insert(e.path().filename().string());
+    }
+    return names;
+  };
+  const auto pristine_packs = pack_files();
+  // What the backup stores when nothing fails.
+  uint64_t clean_new_bytes = 0;
+  {
+    auto repo = open(true);
+    auto g = backup(*repo, {&a_}, false);
+    ASSERT_TRUE(g) << g.error().message();
+    clean_new_bytes = g->devices.at(0).new_bytes;
+    ASSERT_GT(clean_new_bytes, 0u);
+  }
+  bool adopted_some = false;
   for (int k = 0;; ++k) {
     SCOPED_TRACE("failure before mutating operation " + std::to_string(k));
     fs::remove_all(repo_path());
@@ -298,6 +316,7 @@ TEST_F(GcTest, AFailureAtAnyStepOfABackupCommitKeepsEarlierGenerations) {
       // k is past the last operation: the backup committed; done.
       expect_restores(*repo, 2, a_, a_.bytes);
       EXPECT_GE(k, 2) << "at least a pack and the manifest";
+      EXPECT_TRUE(adopted_some) << "no failure came after a published pack";
       break;
     }
     expect_restores(*repo, 1, a_, history_[1].first);
@@ -308,12 +327,26 @@ TEST_F(GcTest, AFailureAtAnyStepOfABackupCommitKeepsEarlierGenerations) {
     auto last = repo->last_good("a");
     ASSERT_TRUE(last && *last);
     EXPECT_EQ((*last)->generation, 1u);
+    // The packs the failed run published: the retry stores their chunks no more.
+    std::set<std::string> published;
+    for (const auto& n : pack_files()) {
+      if (!pristine_packs.count(n) && n.find(".tmp") == std::string::npos) published.insert(n);
+    }
     a_.dirty = dirty;
     auto g = backup(*repo, {&a_}, false);
     ASSERT_TRUE(g) << g.error().message();
     expect_restores(*repo, g->id, a_, a_.bytes);
+    if (published.empty()) {
+      EXPECT_EQ(g->devices.at(0).new_bytes, clean_new_bytes);
+    } else {
+      adopted_some = true;
+      EXPECT_LT(g->devices.at(0).new_bytes, clean_new_bytes);
+    }
     auto clean = repo->gc(GcOptions{}, nullptr);
     ASSERT_TRUE(clean);
+    // gc keeps them: the retry's generation references every chunk in them.
+    const auto after_gc = pack_files();
+    for (const auto& n : published) EXPECT_TRUE(after_gc.count(n)) << n << " was not reused";
     expect_restores(*repo, g->id, a_, a_.bytes);
     expect_restores(*repo, 1, a_, history_[1].first);
     if (HasFatalFailure()) return;
