@@ -134,6 +134,13 @@ Result<std::vector<uint8_t>> ChunkCodec::seal(const ChunkId& id, std::span<const
 
 Result<std::vector<uint8_t>> ChunkCodec::open(const BlobHeader& h, std::span<const uint8_t> stored, const ChunkKey& key,
                                               const std::string& where) {
+  std::vector<uint8_t> raw;
+  BLKVAULT_TRY(open_into(h, stored, key, where, raw));
+  return raw;
+}
+
+Status ChunkCodec::open_into(const BlobHeader& h, std::span<const uint8_t> stored, const ChunkKey& key,
+                             const std::string& where, std::vector<uint8_t>& raw) {
   const std::string what = fmt::format("{}: chunk {}", where, to_hex(h.id));
   if (stored.size() != h.stored_size) return fail(ErrorCode::kCorrupt, what + ": stored size mismatch");
   if (XXH3_64bits(stored.data(), stored.size()) != h.data_checksum) {
@@ -161,7 +168,7 @@ Result<std::vector<uint8_t>> ChunkCodec::open(const BlobHeader& h, std::span<con
     // An attacker must not be able to slip a plaintext blob into an encrypted repository.
     return fail(ErrorCode::kCorrupt, what + ": not encrypted, in an encrypted repository (tampered with)");
   }
-  std::vector<uint8_t> raw(h.raw_size);
+  raw.resize(h.raw_size);
   if (compression == Compression::kZstd) {
     size_t n = ZSTD_decompressDCtx(ctx_->d, raw.data(), raw.size(), stored.data(), stored.size());
     if (ZSTD_isError(n) || n != raw.size()) return fail(ErrorCode::kCorrupt, what + ": does not decompress");
@@ -169,7 +176,7 @@ Result<std::vector<uint8_t>> ChunkCodec::open(const BlobHeader& h, std::span<con
     std::memcpy(raw.data(), stored.data(), stored.size());
   }
   if (chunk_id(key, raw) != h.id) return fail(ErrorCode::kCorrupt, what + ": content does not match its id");
-  return raw;
+  return {};
 }
 
 }  // namespace blkvault::repo

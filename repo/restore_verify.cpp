@@ -16,20 +16,28 @@ namespace blkvault::repo {
 namespace {
 
 
-// Opens one blob read from `pack` at `offset`; checks it is `id` and `raw_size` bytes.
-Result<std::vector<uint8_t>> open_blob(std::span<const uint8_t> bytes, const std::string& pack, uint64_t offset,
-                                       const ChunkId& id, uint32_t raw_size, const ChunkKey& key, ChunkCodec& codec) {
+// Opens one blob read from `pack` at `offset` into `data`; checks it is `id`
+// and `raw_size` bytes.
+Status open_blob_into(std::span<const uint8_t> bytes, const std::string& pack, uint64_t offset, const ChunkId& id,
+                      uint32_t raw_size, const ChunkKey& key, ChunkCodec& codec, std::vector<uint8_t>& data) {
   const std::string where = pack + " at offset " + std::to_string(offset);
   BLKVAULT_TRY_ASSIGN(auto header, BlobHeader::decode(bytes.first(std::min(bytes.size(), BlobHeader::kSize)), where));
   if (header.id != id) {
     return fail(ErrorCode::kCorrupt, "chunk " + to_hex(id) + " in " + where + ": the blob there is chunk " +
                                          to_hex(header.id));
   }
-  BLKVAULT_TRY_ASSIGN(auto data, codec.open(header, bytes.subspan(BlobHeader::kSize), key, where));
+  BLKVAULT_TRY(codec.open_into(header, bytes.subspan(BlobHeader::kSize), key, where, data));
   if (data.size() != raw_size) {
     return fail(ErrorCode::kCorrupt, "chunk " + to_hex(id) + " in " + where + ": " + std::to_string(data.size()) +
                                          " bytes, the index says " + std::to_string(raw_size));
   }
+  return {};
+}
+
+Result<std::vector<uint8_t>> open_blob(std::span<const uint8_t> bytes, const std::string& pack, uint64_t offset,
+                                       const ChunkId& id, uint32_t raw_size, const ChunkKey& key, ChunkCodec& codec) {
+  std::vector<uint8_t> data;
+  BLKVAULT_TRY(open_blob_into(bytes, pack, offset, id, raw_size, key, codec, data));
   return data;
 }
 
@@ -137,7 +145,7 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
 
   std::mutex progress_mu;
   std::atomic<uint64_t> written{0};
-  auto put = [&](const ChunkRef& ref, const std::vector<uint8_t>& data) -> Status {
+  auto put = [&](const ChunkRef& ref, std::span<const uint8_t> data) -> Status {
     BLKVAULT_TRY(sink.write_at(ref.chunk_index * image.chunk_size, data));
     written += data.size();
     if (progress) {
@@ -149,7 +157,7 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
   // Restores the chunks of one run (contiguous_runs) from one request, a
   // chunk at a time. From the first that does not open, one read each, so a
   // failure names its own chunk exactly as a single read does.
-  auto restore_run = [&](std::span<const size_t> run, ChunkCodec& codec) -> Status {
+  auto restore_run = [&](std::span<const size_t> run, ChunkCodec& codec, std::vector<uint8_t>& data) -> Status {
     auto ref = [&](size_t k) -> const ChunkRef& { return image.chunks[run[k]]; };
     size_t done = 0;
     if (run.size() > 1) {
@@ -161,25 +169,28 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
       for (; bytes && bytes->size() == span_bytes && done < run.size(); ++done) {
         const ChunkRef& c = ref(done);
         if (c.raw_size != chunk_bytes(image, c.chunk_index)) break;
-        auto data = open_blob(std::span<const uint8_t>(*bytes).subspan(c.offset - a.offset, c.length), pack, c.offset,
-                              c.id, c.raw_size, impl_->config.chunk_key, codec);
-        if (!data) break;
-        BLKVAULT_TRY(put(c, *data));
+        if (!open_blob_into(std::span<const uint8_t>(*bytes).subspan(c.offset - a.offset, c.length), pack, c.offset,
+                            c.id, c.raw_size, impl_->config.chunk_key, codec, data)) {
+          break;
+        }
+        BLKVAULT_TRY(put(c, data));
       }
     }
     for (; done < run.size(); ++done) {
-      BLKVAULT_TRY_ASSIGN(auto data, read_chunk(image, ref(done), codec));
-      BLKVAULT_TRY(put(ref(done), data));
+      BLKVAULT_TRY_ASSIGN(auto one, read_chunk(image, ref(done), codec));
+      BLKVAULT_TRY(put(ref(done), one));
     }
     return {};
   };
   CodecPool codecs(*impl_);
   std::vector<size_t> order;
   const auto runs = contiguous_runs(image.chunks, order);
-  auto st = parallel_for(runs.size(), threads, cancel, [&](size_t r, size_t) -> Status {
+  // One chunk buffer per worker, reused from chunk to chunk.
+  std::vector<std::vector<uint8_t>> buffers(std::max<size_t>(threads, 1));
+  auto st = parallel_for(runs.size(), threads, cancel, [&](size_t r, size_t worker) -> Status {
     const auto [first, last] = runs[r];
     auto codec = codecs.take();
-    Status done = restore_run(std::span<const size_t>(order.data() + first, last - first), *codec);
+    Status done = restore_run(std::span<const size_t>(order.data() + first, last - first), *codec, buffers[worker]);
     codecs.give(std::move(codec));
     return done;
   });
