@@ -44,6 +44,7 @@ class TargetIo final : public repo::RestoreSink, public repo::RestoreSource {
   Status write_at(uint64_t offset, std::span<const uint8_t> data) override { return target_.write_at(offset, data); }
   Status zero(uint64_t offset, uint64_t length) override { return target_.zero(offset, length); }
   Status read_at(uint64_t offset, std::span<uint8_t> data) override { return target_.read_at(offset, data); }
+  bool reads_as_zeros(uint64_t offset, uint64_t length) override { return target_.is_hole(offset, length); }
 
  private:
   RestoreTarget& target_;

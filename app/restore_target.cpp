@@ -115,6 +115,15 @@ Status RestoreTarget::read_at(uint64_t offset, std::span<uint8_t> data) {
   return {};
 }
 
+bool RestoreTarget::is_hole(uint64_t offset, uint64_t length) const {
+  if (block_device_ || length == 0) return false;
+  // Only positional I/O (pread/pwrite) uses this descriptor, so moving its
+  // offset here disturbs nothing.
+  const off_t data = ::lseek(fd_.get(), static_cast<off_t>(offset), SEEK_DATA);
+  if (data < 0) return errno == ENXIO;  // no data from offset on (EINVAL: the filesystem cannot tell)
+  return static_cast<uint64_t>(data) >= offset + length;
+}
+
 Status RestoreTarget::zero(uint64_t offset, uint64_t length) {
   if (length == 0 || created_) return {};  // a new file is already sparse there
   if (block_device_) {

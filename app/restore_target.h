@@ -36,6 +36,9 @@ class RestoreTarget {
   // Reads what the target holds (restore --delta compares before it writes).
   // REQUIRES: offset + data.size() <= the image size.
   Status read_at(uint64_t offset, std::span<uint8_t> data);
+  // True when the range is a hole of a (sparse) file, by SEEK_DATA: it reads
+  // as zeros. False for devices, for data, and when the filesystem cannot tell.
+  bool is_hole(uint64_t offset, uint64_t length) const;
   // Makes [offset, offset+length) read as zeros: nothing to do on a new sparse
   // file; punch a hole (or write zeros) on an existing file; BLKZEROOUT on a device.
   Status zero(uint64_t offset, uint64_t length);

@@ -51,19 +51,24 @@ Result<DeltaStats> Repository::restore_delta(const DeviceImage& image, RestoreSo
       skipped += len;
       return {};
     }
-    buf.resize(len);
-    BLKVAULT_TRY(current.read_at(off, buf));
-    compared += len;
     const int64_t r = ref_of[idx];
+    // A hole of the target reads as zeros: nothing to read or hash. It
+    // differs from any chunk the image stores (those are never all zeros).
+    const bool hole = current.reads_as_zeros(off, len);
+    if (!hole) {
+      buf.resize(len);
+      BLKVAULT_TRY(current.read_at(off, buf));
+    }
+    compared += len;
     if (r < 0) {
-      if (is_all_zero(buf)) return {};
+      if (hole || is_all_zero(buf)) return {};
       BLKVAULT_TRY(sink.zero(off, len));
       zeroed += len;
       ++chunks_written;
       return {};
     }
     const ChunkRef& ref = image.chunks[static_cast<size_t>(r)];
-    if (chunk_id(key, buf) == ref.id) return {};
+    if (!hole && chunk_id(key, buf) == ref.id) return {};
     auto codec = codecs.take();
     auto data = read_chunk(image, ref, *codec);
     codecs.give(std::move(codec));

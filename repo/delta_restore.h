@@ -28,6 +28,9 @@ class RestoreSource {
   virtual ~RestoreSource() = default;
   // Reads exactly data.size() bytes at offset (REQUIRES: within the image's size).
   virtual Status read_at(uint64_t offset, std::span<uint8_t> data) = 0;
+  // True when [offset, offset+length) is known to read as zeros without
+  // reading it (a hole of a sparse file); false when unknown.
+  virtual bool reads_as_zeros(uint64_t /*offset*/, uint64_t /*length*/) { return false; }
 };
 
 struct ByteRange {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -372,17 +373,57 @@ Result<Client::Response> Client::send_once(void* handle, const Request& req, con
   return resp;
 }
 
+namespace {
+
+// BLKVAULT_S3_TRACE=1: one line per request on stderr (method, key, bytes
+// sent and received, status, milliseconds, attempt), to see where a slow run
+// against a store spends its round trips (docs/OBJECT-STORAGE.md).
+bool tracing() {
+  static const bool on = [] {
+    const char* v = std::getenv("BLKVAULT_S3_TRACE");
+    return v != nullptr && *v != '\0' && std::string_view(v) != "0";
+  }();
+  return on;
+}
+
+void trace(const Client::Request& req, const Result<Client::Response>& resp, double ms, int attempt) {
+  std::string query;
+  for (const auto& [k, v] : req.query) query += (query.empty() ? "?" : "&") + k + (v.empty() ? "" : "=" + v);
+  const std::string outcome = resp ? std::to_string(resp->status) + ", " + std::to_string(resp->body.size()) + " B back"
+                                   : "no answer: " + resp.error().message();
+  std::fputs(fmt::format("blkvault: s3: {} /{}{} ({} B) -> {} in {:.1f} ms{}\n", req.method, req.key, query,
+                         req.body.size(), outcome, ms, attempt > 1 ? fmt::format(" (attempt {})", attempt) : "")
+                 .c_str(),
+             stderr);
+}
+
+}  // namespace
+
 Result<Client::Response> Client::send(const Request& req) {
   const std::string payload_sha = req.body.empty() ? std::string(kEmptySha) : sha256_hex(req.body);
-  const std::string md5 = (req.method == "PUT" || req.method == "POST") ? md5_base64(req.body) : std::string();
+  // The signed x-amz-content-sha256 is the upload's checksum: the store
+  // computes the body's SHA-256 and refuses a body that does not match (400
+  // XAmzContentSHA256Mismatch), tests/repo/s3_faults_test.cpp. An MD5 on top
+  // cost more CPU than the SHA-256 itself (1.3 s per GB here); only the small
+  // XML bodies of POSTs carry one, as some requests of that kind need it.
+  const std::string md5 = req.method == "POST" ? md5_base64(req.body) : std::string();
   thread_local std::mt19937 rng{std::random_device{}()};
   double backoff = options_.first_backoff_s;
   for (int attempt = 1;; ++attempt) {
     void* h = take_handle();
     if (h == nullptr) return fail(ErrorCode::kInternal, "curl_easy_init failed");
+    const auto sent = std::chrono::steady_clock::now();
     auto resp = send_once(h, req, payload_sha, md5);
     give_handle(h);
-    const bool retry = !resp || retryable_status(resp->status);
+    if (tracing()) {
+      trace(req, resp, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent).count(),
+            attempt);
+    }
+    // A body damaged on the way is refused and worth sending again.
+    const bool damaged = resp && resp->status == 400 &&
+                         (resp->body.find("<Code>XAmzContentSHA256Mismatch</Code>") != std::string::npos ||
+                          resp->body.find("<Code>BadDigest</Code>") != std::string::npos);
+    const bool retry = !resp || retryable_status(resp->status) || damaged;
     if (!retry || attempt >= options_.max_attempts) {
       if (!resp && attempt > 1) {
         return fail(std::move(resp.error()).wrap(fmt::format("after {} attempts", attempt)).with_code(ErrorCode::kIo));

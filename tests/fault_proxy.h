@@ -5,7 +5,9 @@
 //   delay   — waits 300 ms, then forwards normally;
 //   cut     — forwards the request, then closes after 100 bytes of the answer.
 // With the client making one request per connection, every n-th request meets
-// a fault. Counters say how many of each happened.
+// a fault. Counters say how many of each happened. Separately, `flip_bodies`
+// damages the first request body byte of every n-th connection (n =
+// flip_every) on its way upstream, as a bad NIC or memory would.
 // Thread-safety: the knobs and counters are atomics; the destructor stops and
 // joins every thread.
 #pragma once
@@ -58,8 +60,10 @@ class FaultProxy {
 
   int port() const { return port_; }
   std::atomic<int> every{0};  // 0: no faults
+  std::atomic<int> flip_every{0};  // 0: no damaged bodies
   std::atomic<int> connections{0};
   std::atomic<int> faults[4] = {0, 0, 0, 0};
+  std::atomic<int> flipped{0};  // request bodies damaged
 
  private:
   static int connect_upstream(int port) {
@@ -86,16 +90,37 @@ class FaultProxy {
       const int n = every.load();
       int fault = -1;
       if (n > 0 && k % n == 0) fault = (k / n) % 4;
+      const int f = flip_every.load();
+      const bool flip = f > 0 && k % f == 0;
       std::lock_guard g(mu_);
-      workers_.emplace_back([this, c, fault] { serve(c, fault); });
+      workers_.emplace_back([this, c, fault, flip] { serve(c, fault, flip); });
     }
   }
 
+  // Finds the end of the first request's headers ("\r\n\r\n") across reads and
+  // flips the body byte after it, once.
+  struct Flipper {
+    bool armed = false;
+    uint32_t last4 = 0;
+    void apply(char* buf, ssize_t n, std::atomic<int>& count) {
+      for (ssize_t i = 0; armed && i < n; ++i) {
+        if (last4 == 0x0d0a0d0a) {
+          buf[i] = static_cast<char>(buf[i] ^ 0x01);
+          armed = false;
+          ++count;
+          break;
+        }
+        last4 = (last4 << 8) | static_cast<uint8_t>(buf[i]);
+      }
+    }
+  };
+
   // Copies what is readable from `from` to `to`; false at EOF or error.
-  static bool pump(int from, int to, long* budget) {
+  bool pump(int from, int to, long* budget, Flipper* flipper = nullptr) {
     char buf[65536];
     ssize_t n = ::read(from, buf, sizeof buf);
     if (n <= 0) return false;
+    if (flipper != nullptr) flipper->apply(buf, n, flipped);
     if (budget != nullptr && *budget >= 0 && n > *budget) n = *budget;
     for (ssize_t off = 0; off < n;) {
       ssize_t w = ::write(to, buf + off, static_cast<size_t>(n - off));
@@ -109,7 +134,7 @@ class FaultProxy {
     return true;
   }
 
-  void serve(int c, int fault) {
+  void serve(int c, int fault, bool flip) {
     if (fault == kReset) {
       char buf[512];
       (void)::read(c, buf, sizeof buf);
@@ -147,10 +172,11 @@ class FaultProxy {
     }
     long down_budget = fault == kCut ? 100 : -1;
     if (fault == kCut) faults[kCut]++;
+    Flipper flipper{flip};
     pollfd p[2] = {{c, POLLIN, 0}, {u, POLLIN, 0}};
     while (!stop_) {
       if (::poll(p, 2, 200) < 0) break;
-      if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) && !pump(c, u, nullptr)) break;
+      if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) && !pump(c, u, nullptr, &flipper)) break;
       if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && !pump(u, c, &down_budget)) break;
     }
     if (fault == kCut) {

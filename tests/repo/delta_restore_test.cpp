@@ -35,6 +35,16 @@ class MemTarget final : public RestoreSource, public RestoreSink {
     std::memset(bytes_.data() + offset, 0, length);
     return {};
   }
+  bool reads_as_zeros(uint64_t offset, uint64_t length) override {
+    std::lock_guard g(mu_);
+    return offset >= hole_from_ && offset + length <= hole_to_;
+  }
+  // [from, to) is a hole: it reads as zeros without being read.
+  void make_hole(uint64_t from, uint64_t to) {
+    std::memset(bytes_.data() + from, 0, to - from);
+    hole_from_ = from;
+    hole_to_ = to;
+  }
   const std::vector<uint8_t>& bytes() const { return bytes_; }
   std::vector<uint8_t>& bytes() { return bytes_; }
   uint64_t read() const { return read_; }
@@ -43,6 +53,7 @@ class MemTarget final : public RestoreSource, public RestoreSink {
   std::mutex mu_;
   std::vector<uint8_t> bytes_;
   uint64_t read_ = 0;
+  uint64_t hole_from_ = 0, hole_to_ = 0;
 };
 
 TEST_F(RepositoryTest, DeltaRestoreWritesOnlyTheChunksThatDiffer) {
@@ -97,6 +108,30 @@ TEST_F(RepositoryTest, DeltaRestoreWritesOnlyTheChunksThatDiffer) {
   auto st = repo->restore_delta(*image, same, same, DeltaOptions{}, nullptr, {});
   ASSERT_TRUE(st);
   EXPECT_EQ(st->chunks_written, 0u);
+}
+
+TEST_F(RepositoryTest, DeltaRestoreReadsNoHoleOfTheTargetAndFillsItWhereTheImageHasData) {
+  init();
+  std::mt19937_64 rng(31);
+  SimDevice a{"/dev/sda", std::vector<uint8_t>(20 * kChunk)};
+  for (auto& x : a.bytes) x = static_cast<uint8_t>(rng());
+  std::memset(a.bytes.data() + 4 * kChunk, 0, 2 * kChunk);  // chunks 4, 5: a hole of the image
+  auto repo = open(true);
+  ASSERT_TRUE(repo);
+  ASSERT_TRUE(backup(*repo, {&a}, true));
+  auto image = repo->device_image(1, "/dev/sda");
+  ASSERT_TRUE(image);
+  MemTarget target(a.bytes);
+  target.make_hole(3 * kChunk, 9 * kChunk);  // chunks 3..8: 4 and 5 are right, 3, 6, 7, 8 not
+  target.bytes()[15 * kChunk] ^= 1;
+  auto st = repo->restore_delta(*image, target, target, DeltaOptions{.threads = 2}, nullptr, {});
+  ASSERT_TRUE(st) << st.error().message();
+  ASSERT_TRUE(target.bytes() == a.bytes);
+  EXPECT_EQ(target.read(), 14 * kChunk) << "the six chunks of the hole are not read";
+  EXPECT_EQ(st->bytes_compared, 20 * kChunk);
+  EXPECT_EQ(st->chunks_written, 5u);  // 3, 6, 7, 8 and 15
+  EXPECT_EQ(st->bytes_written, 5 * kChunk);
+  EXPECT_EQ(st->bytes_zeroed, 0u);
 }
 
 TEST_F(RepositoryTest, DeltaRestoreWithCompareOnlyReadsNothingElse) {
