@@ -15,12 +15,11 @@ int main(int argc, char** argv) {
   // 1.5 GB S3 backup peaked at 160-210 MB. Chunk-sized buffers (1 MiB by
   // default) stay below it and are reused from the heap. `mount` lowers it.
   ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
-  // Fixing the mmap threshold also fixes the trim threshold at its 128 KiB
-  // default: every freed chunk buffer at the top of a heap went back to the
-  // system and the next one was faulted in and zeroed again (a restore of
-  // 1.2 GiB took 200 000 page faults; 22 000 once restore reused its chunk
-  // buffers, 11 000 with this). Keep up to 4 MiB of free top.
-  ::mallopt(M_TRIM_THRESHOLD, 4 << 20);
+  // This also fixes the trim threshold at its 128 KiB default, so a freed
+  // chunk buffer at the top of a heap goes back to the system: hot loops
+  // reuse their buffers instead (restore: ChunkCodec::open_into). A larger
+  // trim threshold saved half the remaining page faults of a restore but let
+  // its peak RSS wander by +20% between runs (docs/BENCHMARKS.md).
   try {
     return blkvault::app::run_cli(argc, argv);
   } catch (const std::exception& e) {

@@ -1,9 +1,12 @@
 #include "repo/crypto.h"
 #include "repo/json_fields.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
+#include <climits>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
 
@@ -22,7 +25,45 @@ size_t nonce_bytes(Cipher c) {
   return c == Cipher::kAes256Gcm ? crypto_aead_aes256gcm_NPUBBYTES : crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
 }
 
+constexpr size_t kGcmTagBytes = 16;
+static_assert(crypto_aead_aes256gcm_ABYTES == kGcmTagBytes && crypto_aead_aes256gcm_NPUBBYTES == 12 &&
+              crypto_aead_aes256gcm_KEYBYTES == 32);
+
+struct CipherCtxFree {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }  // cleanses the key schedule
+};
+using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
+
 }  // namespace
+
+bool aes256gcm_encrypt(uint8_t* out, const uint8_t* m, size_t mlen, const uint8_t* ad, size_t adlen,
+                       const uint8_t* nonce, const uint8_t* key) {
+  if (mlen > INT_MAX || adlen > INT_MAX) return false;
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  int n = 0;
+  return ctx && EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key, nonce) == 1 &&
+         (adlen == 0 || EVP_EncryptUpdate(ctx.get(), nullptr, &n, ad, static_cast<int>(adlen)) == 1) &&
+         (mlen == 0 || EVP_EncryptUpdate(ctx.get(), out, &n, m, static_cast<int>(mlen)) == 1) &&
+         EVP_EncryptFinal_ex(ctx.get(), out + mlen, &n) == 1 &&
+         EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kGcmTagBytes, out + mlen) == 1;
+}
+
+bool aes256gcm_decrypt(uint8_t* out, const uint8_t* c, size_t clen, const uint8_t* ad, size_t adlen,
+                       const uint8_t* nonce, const uint8_t* key) {
+  if (clen < kGcmTagBytes || clen > INT_MAX || adlen > INT_MAX) return false;
+  const size_t mlen = clen - kGcmTagBytes;
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  int n = 0;
+  uint8_t tag[kGcmTagBytes];
+  std::memcpy(tag, c + mlen, kGcmTagBytes);
+  const bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key, nonce) == 1 &&
+                  (adlen == 0 || EVP_DecryptUpdate(ctx.get(), nullptr, &n, ad, static_cast<int>(adlen)) == 1) &&
+                  (mlen == 0 || EVP_DecryptUpdate(ctx.get(), out, &n, c, static_cast<int>(mlen)) == 1) &&
+                  EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kGcmTagBytes, tag) == 1 &&
+                  EVP_DecryptFinal_ex(ctx.get(), out + mlen, &n) == 1;
+  if (!ok && mlen > 0) sodium_memzero(out, mlen);
+  return ok;
+}
 
 std::string_view to_string(Cipher c) {
   switch (c) {
@@ -140,8 +181,10 @@ Result<size_t> Keys::seal_into(Use use, std::span<const uint8_t> plaintext, std:
   unsigned long long clen = 0;
   int rc;
   if (cipher_ == Cipher::kAes256Gcm) {
-    rc = crypto_aead_aes256gcm_encrypt(out.data() + nb, &clen, plaintext.data(), plaintext.size(), ad.data(),
-                                       ad.size(), nullptr, out.data(), key);
+    rc = aes256gcm_encrypt(out.data() + nb, plaintext.data(), plaintext.size(), ad.data(), ad.size(), out.data(), key)
+             ? 0
+             : -1;
+    clen = plaintext.size() + kGcmTagBytes;
   } else {
     rc = crypto_aead_xchacha20poly1305_ietf_encrypt(out.data() + nb, &clen, plaintext.data(), plaintext.size(),
                                                     ad.data(), ad.size(), nullptr, out.data(), key);
@@ -166,8 +209,10 @@ Status Keys::open_into(Use use, std::span<const uint8_t> sealed, std::span<const
   unsigned long long mlen = 0;
   int rc;
   if (cipher_ == Cipher::kAes256Gcm) {
-    rc = crypto_aead_aes256gcm_decrypt(out.data(), &mlen, nullptr, sealed.data() + nb, sealed.size() - nb, ad.data(),
-                                       ad.size(), sealed.data(), key);
+    rc = aes256gcm_decrypt(out.data(), sealed.data() + nb, sealed.size() - nb, ad.data(), ad.size(), sealed.data(), key)
+             ? 0
+             : -1;
+    mlen = sealed.size() - nb - kGcmTagBytes;
   } else {
     rc = crypto_aead_xchacha20poly1305_ietf_decrypt(out.data(), &mlen, nullptr, sealed.data() + nb,
                                                     sealed.size() - nb, ad.data(), ad.size(), sealed.data(), key);

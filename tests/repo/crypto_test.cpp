@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sodium.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -27,6 +28,58 @@ std::unique_ptr<Secret> counting_master() {
   auto m = std::make_unique<Secret>(kMasterKeyBytes);
   for (size_t i = 0; i < m->size(); ++i) m->data()[i] = static_cast<uint8_t>(i);
   return m;
+}
+
+// The AES-256-GCM that seals blobs (OpenSSL) is libsodium's, byte for byte:
+// a repository sealed by either opens with the other, and what fails
+// authentication in one fails it in the other.
+TEST(CryptoTest, Aes256GcmIsLibsodiumsByteForByte) {
+  ASSERT_TRUE(crypto_init());
+  if (!crypto_aead_aes256gcm_is_available()) GTEST_SKIP() << "this CPU has no AES-NI: libsodium has no AES-256-GCM here";
+  std::mt19937_64 rng(2026);
+  auto bytes = [&](size_t n) {
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = static_cast<uint8_t>(rng());
+    return v;
+  };
+  for (size_t len : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{4095}, size_t{(1 << 20) + 3}}) {
+    SCOPED_TRACE("length " + std::to_string(len));
+    const auto key = bytes(32), nonce = bytes(12), msg = bytes(len), ad = bytes(len % 2 ? 32 : 0);
+    std::vector<uint8_t> ours(len + 16), theirs(len + 16);
+    ASSERT_TRUE(aes256gcm_encrypt(ours.data(), msg.data(), len, ad.data(), ad.size(), nonce.data(), key.data()));
+    unsigned long long clen = 0;
+    ASSERT_EQ(crypto_aead_aes256gcm_encrypt(theirs.data(), &clen, msg.data(), len, ad.data(), ad.size(), nullptr,
+                                            nonce.data(), key.data()),
+              0);
+    ASSERT_EQ(clen, len + 16);
+    EXPECT_TRUE(ours == theirs) << "ciphertext or tag differs from libsodium's";
+    std::vector<uint8_t> back(len);
+    ASSERT_TRUE(aes256gcm_decrypt(back.data(), theirs.data(), theirs.size(), ad.data(), ad.size(), nonce.data(),
+                                  key.data()));
+    EXPECT_TRUE(back == msg);
+    // Any flipped bit (ciphertext, tag), another AD or nonce: refused by both, nothing left in the output.
+    for (size_t at : {size_t{0}, len / 2, len + 15}) {
+      if (at >= theirs.size()) continue;
+      auto bad = theirs;
+      bad[at] ^= 0x10;
+      std::vector<uint8_t> out(len, 0xAA);
+      EXPECT_FALSE(aes256gcm_decrypt(out.data(), bad.data(), bad.size(), ad.data(), ad.size(), nonce.data(), key.data()))
+          << "flipped byte " << at;
+      EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](uint8_t b) { return b == 0; })) << "flipped byte " << at;
+      unsigned long long mlen = 0;
+      EXPECT_NE(crypto_aead_aes256gcm_decrypt(out.data(), &mlen, nullptr, bad.data(), bad.size(), ad.data(), ad.size(),
+                                              nonce.data(), key.data()),
+                0);
+    }
+    auto other_ad = ad;
+    other_ad.push_back(1);
+    EXPECT_FALSE(aes256gcm_decrypt(back.data(), theirs.data(), theirs.size(), other_ad.data(), other_ad.size(),
+                                   nonce.data(), key.data()));
+    auto other_nonce = nonce;
+    other_nonce[11] ^= 1;
+    EXPECT_FALSE(aes256gcm_decrypt(back.data(), theirs.data(), theirs.size(), ad.data(), ad.size(), other_nonce.data(),
+                                   key.data()));
+  }
 }
 
 TEST(CryptoTest, KeyDerivationKnownAnswers) {
