@@ -185,8 +185,12 @@ Result<RestoreStats> Repository::restore(const DeviceImage& image, RestoreSink& 
   CodecPool codecs(*impl_);
   std::vector<size_t> order;
   const auto runs = contiguous_runs(image.chunks, order);
-  // One chunk buffer per worker, reused from chunk to chunk.
+  // One chunk buffer per worker, reused from chunk to chunk. Allocated here,
+  // before any worker reads a run: a buffer that lives on, allocated by a
+  // worker above a run's buffer in its heap, would keep that heap from
+  // shrinking when the run's buffer is freed.
   std::vector<std::vector<uint8_t>> buffers(std::max<size_t>(threads, 1));
+  for (auto& b : buffers) b.reserve(image.chunk_size);
   auto st = parallel_for(runs.size(), threads, cancel, [&](size_t r, size_t worker) -> Status {
     const auto [first, last] = runs[r];
     auto codec = codecs.take();
