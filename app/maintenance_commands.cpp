@@ -16,7 +16,9 @@ json gc_json(const repo::GcReport& r) {
           {"packs_after", r.packs_after},     {"bytes_after", r.bytes_after},
           {"packs_deleted", r.packs_deleted}, {"packs_rewritten", r.packs_rewritten},
           {"chunks_deleted", r.chunks_deleted}, {"manifests_deleted", r.manifests_deleted},
-          {"leftovers_deleted", r.leftovers_deleted}, {"warnings", r.warnings}};
+          {"leftovers_deleted", r.leftovers_deleted}, {"packs_pending", r.packs_pending},
+          {"bytes_pending", r.bytes_pending}, {"manifests_pending", r.manifests_pending},
+          {"waiting_for", r.waiting_for}, {"warnings", r.warnings}};
 }
 
 std::string gc_text(const repo::GcReport& r, bool dry_run) {
@@ -30,12 +32,21 @@ std::string gc_text(const repo::GcReport& r, bool dry_run) {
       r.packs_deleted, dry_run ? "would rewrite" : "rewrote", r.packs_rewritten, dry_run ? "would delete" : "deleted",
       r.manifests_deleted, r.leftovers_deleted, format_bytes(r.bytes_after), r.packs_after, format_bytes(freed),
       dry_run ? "would be reclaimed" : "reclaimed");
+  if (r.packs_pending + r.manifests_pending > 0) {
+    text += fmt::format(
+        "gc: {} pack(s) ({}) and {} manifest(s) are condemned and wait for {} backup(s) still running ({}{}); "
+        "the next gc deletes what they leave unused\n",
+        r.packs_pending, format_bytes(r.bytes_pending), r.manifests_pending, r.waiting_for.size(),
+        r.waiting_for.empty() ? std::string() : r.waiting_for.front(),
+        r.waiting_for.size() > 1 ? fmt::format(" and {} more", r.waiting_for.size() - 1) : std::string());
+  }
   return text;
 }
 
 Result<repo::GcReport> run_gc(Context& ctx, repo::Repository& repo, bool dry_run) {
   repo::GcOptions o;
   o.dry_run = dry_run;
+  o.wait_s = ctx.lock_wait_s;  // for the backups running when it condemned what it would delete
   ctx.out.note(dry_run ? "gc: planning (dry run)" : "gc: reclaiming space");
   auto r = repo.gc(o, &ctx.cancel);
   if (!r) return tl::unexpected(std::move(r).error().wrap("gc of " + ctx.repo));
@@ -48,7 +59,7 @@ Status cmd_prune(Context& ctx, const PruneOptions& opts) {
   std::unique_ptr<repo::Repository> opened;
   repo::Repository* repo = opts.repository;
   if (repo == nullptr) {
-    BLKVAULT_TRY_ASSIGN(opened, open_repository(ctx, true));
+    BLKVAULT_TRY_ASSIGN(opened, open_repository_for_maintenance(ctx));
     repo = opened.get();
   }
   BLKVAULT_TRY_ASSIGN(auto gens, repo->generations());
@@ -87,7 +98,7 @@ Status cmd_prune(Context& ctx, const PruneOptions& opts) {
 }
 
 Status cmd_gc(Context& ctx, const GcCommandOptions& opts) {
-  BLKVAULT_TRY_ASSIGN(auto repo, open_repository(ctx, true));
+  BLKVAULT_TRY_ASSIGN(auto repo, open_repository_for_maintenance(ctx));
   BLKVAULT_TRY_ASSIGN(auto report, run_gc(ctx, *repo, opts.dry_run));
   ctx.out.result(gc_text(report, opts.dry_run));
   json j = gc_json(report);

@@ -13,11 +13,13 @@ Status require_repo_path(const Context& ctx) {
 
 namespace {
 
-Result<std::unique_ptr<repo::Repository>> open_with(Context& ctx, bool write, bool shared, const std::string& paper_key) {
+Result<std::unique_ptr<repo::Repository>> open_with(Context& ctx, bool write, bool shared, const std::string& paper_key,
+                                                   bool backups_alongside = false) {
   BLKVAULT_TRY(require_repo_path(ctx));
   repo::OpenOptions options;
   options.write = write;
   options.shared = shared;
+  options.backups_alongside = backups_alongside;
   options.lock_wait_s = ctx.lock_wait_s;
   options.log = &ctx.out;
   options.key_file = ctx.key_file;
@@ -37,6 +39,10 @@ Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool wri
 
 Result<std::unique_ptr<repo::Repository>> open_repository_for_backup(Context& ctx) {
   return open_with(ctx, /*write=*/true, /*shared=*/true, "");
+}
+
+Result<std::unique_ptr<repo::Repository>> open_repository_for_maintenance(Context& ctx) {
+  return open_with(ctx, /*write=*/true, /*shared=*/false, "", /*backups_alongside=*/true);
 }
 
 }  // namespace blkvault::app

@@ -20,8 +20,11 @@ Status require_repo_path(const Context& ctx);
 // instead of a passphrase (key import).
 Result<std::unique_ptr<repo::Repository>> open_repository(Context& ctx, bool write, const std::string& paper_key = "");
 // For a backup: writing, but on object storage with a shared hold (a backup
-// marker, repo::OpenOptions::shared), so many hosts back up at once; prune and
-// gc need open_repository(ctx, true).
+// marker, repo::OpenOptions::shared), so many hosts back up at once.
 Result<std::unique_ptr<repo::Repository>> open_repository_for_backup(Context& ctx);
+// For prune and gc: the exclusive lock, which on object storage lets backups
+// run alongside (repo::OpenOptions::backups_alongside; gc condemns before it
+// deletes).
+Result<std::unique_ptr<repo::Repository>> open_repository_for_maintenance(Context& ctx);
 
 }  // namespace blkvault::app

@@ -263,9 +263,9 @@ Status JobRun::retention() {
   p.gc = r.gc;
   if (repo::is_remote_repository(jctx_.repo)) {
     // The backup's shared hold lets other hosts back up meanwhile; prune and gc
-    // need the exclusive lock (which waits for their backups).
+    // take the exclusive lock as maintenance (other hosts' backups go on).
     repository_.reset();
-    auto opened = open_repository(jctx_, /*write=*/true);
+    auto opened = open_repository_for_maintenance(jctx_);
     if (!opened) return fail(std::move(opened).error().wrap("retention"));
     repository_ = std::move(*opened);
   }

@@ -91,7 +91,9 @@ class DevWriter final : public DeviceWriter {
 
 class GenWriter final : public GenerationWriter {
  public:
-  GenWriter(Repository::Impl& repo, GenerationInfo info) : repo_(repo), info_(std::move(info)) {}
+  // `condemned`: Impl::condemned_pack_condition(), "" when gc condemned no pack.
+  GenWriter(Repository::Impl& repo, GenerationInfo info, std::string condemned)
+      : repo_(repo), info_(std::move(info)), condemned_(std::move(condemned)) {}
   ~GenWriter() override {
     if (!done_) abort(Error(ErrorCode::kCancelled, "the backup stopped before it committed"));
   }
@@ -135,6 +137,7 @@ class GenWriter final : public GenerationWriter {
   bool done_ = false;
   std::vector<std::unique_ptr<DevWriter>> devices_;
 
+  const std::string condemned_;  // SQL: a chunks.pack gc condemned ("" when none)
   std::mutex chunks_mu_;  // known_
   // Chunks this generation stored (or is storing) that the index did not have.
   std::unordered_map<ChunkId, bool, ChunkIdHash> known_;
@@ -290,7 +293,9 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
     std::lock_guard g(chunks_mu_);
     if (known_.count(id)) return false;
     std::lock_guard r(repo_.mu);
-    BLKVAULT_TRY_ASSIGN(auto q, repo_.db->prepare("SELECT 1 FROM chunks WHERE hash = ? AND pack IS NOT NULL"));
+    // Not a copy in a pack gc condemned: it may be deleted before this commits.
+    BLKVAULT_TRY_ASSIGN(auto q, repo_.db->prepare("SELECT 1 FROM chunks WHERE hash = ? AND pack IS NOT NULL" +
+                                                  (condemned_.empty() ? std::string() : " AND NOT " + condemned_)));
     q.bind_blob(1, id);
     BLKVAULT_TRY_ASSIGN(bool in_index, q.step());
     if (in_index) return false;
@@ -366,10 +371,10 @@ Status GenWriter::record_published(size_t slot) {
 
 Status GenWriter::insert_chunks(int64_t pack_row, std::span<const NewChunk> chunks) {
   // A chunk the index knows without a pack (a manifest referenced it and its
-  // pack was lost) gets this copy; otherwise a new row.
+  // pack was lost), or in a pack gc condemned, gets this copy; otherwise a new row.
   BLKVAULT_TRY_ASSIGN(auto fill, repo_.db->prepare(
                                      "UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_size = ? WHERE hash = ? "
-                                     "AND pack IS NULL"));
+                                     "AND (pack IS NULL" + (condemned_.empty() ? std::string() : " OR " + condemned_) + ")"));
   BLKVAULT_TRY_ASSIGN(auto add, repo_.db->prepare(
                                     "INSERT OR IGNORE INTO chunks(hash, pack, offset, length, raw_size) VALUES (?, ?, ?, ?, ?)"));
   for (const auto& c : chunks) {
@@ -603,8 +608,9 @@ Result<std::unique_ptr<GenerationWriter>> Repository::begin_generation(std::stri
   info.finished_ms = 0;
   info.host = std::move(host);
   info.tool_version = std::move(tool_version);
+  BLKVAULT_TRY_ASSIGN(std::string condemned, impl_->condemned_pack_condition());
   BLKVAULT_TRY(impl_->insert_generation(info));
-  return std::unique_ptr<GenerationWriter>(new GenWriter(*impl_, std::move(info)));
+  return std::unique_ptr<GenerationWriter>(new GenWriter(*impl_, std::move(info), std::move(condemned)));
 }
 
 }  // namespace blkvault::repo

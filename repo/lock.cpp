@@ -123,6 +123,7 @@ struct LockContent {
   std::string holder, token, host_key;
   int64_t time_ms = 0;
   int64_t pid = 0;
+  bool backups_alongside = false;  // "backups: alongside": prune or gc, which let backups run
 };
 
 // This machine, without naming it: the first 16 hex digits of
@@ -159,6 +160,7 @@ std::optional<LockContent> parse_lock(const std::vector<uint8_t>& bytes) {
     if (auto v = value("time_ms: ")) c.time_ms = std::strtoll(v->c_str(), nullptr, 10);
     if (auto v = value("pid: ")) c.pid = std::strtoll(v->c_str(), nullptr, 10);
     if (auto v = value("host_key: ")) c.host_key = *v;
+    if (auto v = value("backups: ")) c.backups_alongside = *v == "alongside";
     pos = nl + 1;
   }
   if (c.token.empty()) return std::nullopt;
@@ -187,9 +189,9 @@ Status remove_refreshes(Storage& storage, const std::string& token) {
 
 constexpr const char* kBackupPrefix = "locks/backup-";
 
-std::string lock_text(bool name_host, const std::string& token, int64_t now) {
-  return fmt::format("holder: {}\ntoken: {}\ntime_ms: {}\npid: {}\nhost_key: {}\n", who(name_host), token, now,
-                     ::getpid(), host_key());
+std::string lock_text(bool name_host, const std::string& token, int64_t now, bool backups_alongside = false) {
+  return fmt::format("holder: {}\ntoken: {}\ntime_ms: {}\npid: {}\nhost_key: {}\n{}", who(name_host), token, now,
+                     ::getpid(), host_key(), backups_alongside ? "backups: alongside\n" : "");
 }
 
 std::span<const uint8_t> as_bytes(const std::string& s) {
@@ -214,12 +216,12 @@ Result<bool> break_if_dead(Storage& storage, const std::string& name, const Lock
   return true;
 }
 
-// The holders of the backup markers that show signs of life; stale markers
-// are deleted on the way (their holders appended to `broke`, when given).
-Result<std::vector<std::string>> live_backups(Storage& storage, const ObjectLockOptions& options,
-                                              std::vector<std::string>* broke) {
+// The backup markers that show signs of life; stale markers are deleted on
+// the way (their holders appended to `broke`, when given).
+Result<std::vector<LiveBackup>> live_backup_markers(Storage& storage, const ObjectLockOptions& options,
+                                                    std::vector<std::string>* broke) {
   BLKVAULT_TRY_ASSIGN(auto names, storage.list(kBackupPrefix));
-  std::vector<std::string> live;
+  std::vector<LiveBackup> live;
   for (const auto& n : names) {
     auto bytes = storage.get(n);
     if (!bytes) {
@@ -228,14 +230,14 @@ Result<std::vector<std::string>> live_backups(Storage& storage, const ObjectLock
     }
     auto c = parse_lock(*bytes);
     if (!c) {
-      live.push_back("an unreadable backup marker " + n);
+      live.push_back({n, "an unreadable backup marker " + n});
       continue;
     }
     BLKVAULT_TRY_ASSIGN(bool dead, break_if_dead(storage, n, *c, options));
     if (dead) {
       if (broke != nullptr) broke->push_back(c->holder);
     } else {
-      live.push_back(c->holder);
+      live.push_back({n, c->holder});
     }
   }
   return live;
@@ -321,7 +323,7 @@ void RepoLock::also_hold(RepoLock other) { also_ = std::make_unique<RepoLock>(st
 
 Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds, bool name_host,
                                           const ObjectLockOptions& options, std::string* broke,
-                                          std::vector<std::string>* broke_backups) {
+                                          std::vector<std::string>* broke_backups, bool backups_alongside) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
   auto waited = [&] { return wait_seconds > 0 ? fmt::format(" (waited {:g} s)", wait_seconds) : std::string(); };
   auto object = std::make_unique<ObjectLock>();
@@ -329,7 +331,7 @@ Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds,
   object->token = hex_token();
   object->options = options;
   for (;;) {
-    const std::string content = lock_text(name_host, object->token, unix_ms());
+    const std::string content = lock_text(name_host, object->token, unix_ms(), backups_alongside);
     auto put = storage.put(kLockName, as_bytes(content));
     if (put) break;
     if (put.error().code() != ErrorCode::kInvalidArgument || put.error().sys_errno() != EEXIST) {
@@ -360,15 +362,17 @@ Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds,
   ObjectLock* o = object.get();
   o->refresher = std::thread([o] { o->run(); });
   RepoLock lock(std::move(object));
-  // Held. Backups that started before it finish first (they may reference
-  // anything gc could delete); new ones wait for this lock (acquire_shared_object).
+  // Held. Prune and gc let backups run alongside (gc condemns before it
+  // deletes: docs/FORMAT.md). Other holders wait for the backups that started
+  // before them to finish; new ones wait for this lock (acquire_shared_object).
+  if (backups_alongside) return lock;
   for (;;) {
-    BLKVAULT_TRY_ASSIGN(auto live, live_backups(storage, options, broke_backups));
+    BLKVAULT_TRY_ASSIGN(auto live, live_backup_markers(storage, options, broke_backups));
     if (live.empty()) return lock;
     if (std::chrono::steady_clock::now() >= deadline) {
       // Returning releases the lock again.
       return fail(ErrorCode::kLocked,
-                  fmt::format("repository {} has a backup in progress: {}{}{}", storage.description(), live.front(),
+                  fmt::format("repository {} has a backup in progress: {}{}{}", storage.description(), live.front().holder,
                               live.size() > 1 ? fmt::format(" and {} more", live.size() - 1) : std::string(),
                               waited()));
     }
@@ -409,8 +413,10 @@ Result<RepoLock> RepoLock::acquire_shared_object(Storage& storage, double wait_s
         if (broke != nullptr) *broke = holder;
         break;
       }
+      if (held->backups_alongside) break;  // prune or gc: they run alongside backups
     }
-    // Held by prune, gc or another maintenance command: step back and wait.
+    // Held by another maintenance command (an index rebuild, a key change):
+    // step back and wait.
     BLKVAULT_TRY(storage.remove(object->name));
     if (std::chrono::steady_clock::now() >= deadline) {
       return fail(ErrorCode::kLocked,
@@ -422,6 +428,11 @@ Result<RepoLock> RepoLock::acquire_shared_object(Storage& storage, double wait_s
   ObjectLock* o = object.get();
   o->refresher = std::thread([o] { o->run(); });
   return RepoLock(std::move(object));
+}
+
+Result<std::vector<LiveBackup>> RepoLock::live_backups(Storage& storage, const ObjectLockOptions& options,
+                                                       std::vector<std::string>* broke) {
+  return live_backup_markers(storage, options, broke);
 }
 
 Status RepoLock::check_held() const {

@@ -29,6 +29,11 @@
 // consistency at least one of the two sees the other, so gc never runs while
 // a backup that may reference what it deletes is still going, and a waiting
 // gc is not starved by backups that start after it.
+// Prune and gc take "lock" with backups_alongside (its content says
+// "backups: alongside"): they exclude every other exclusive holder but neither
+// wait for running backups nor hold new ones off; gc instead condemns what it
+// would delete and deletes it once the backups that were running then have
+// ended (docs/FORMAT.md, "Removing generations and gc").
 // Readers take no lock: the SQLite index's WAL snapshot isolation keeps them
 // consistent while a writer commits.
 // Thread-safety: a RepoLock is owned by one thread; it is move-only (an object
@@ -46,6 +51,12 @@
 namespace blkvault::repo {
 
 class Storage;
+
+// A live backup marker: its name ("locks/backup-<token>") and its holder.
+struct LiveBackup {
+  std::string name;
+  std::string holder;
+};
 
 struct ObjectLockOptions {
   double stale_s = 1800;   // 30 min without a sign of life: stale
@@ -76,17 +87,24 @@ class RepoLock {
   // backups to finish: kLocked "repository … has a backup in progress: pid …
   // on host … since …[ and N more]" when they do not (the lock is released
   // again). Stale backup markers are deleted, their holders appended to
-  // `broke_backups` when given.
+  // `broke_backups` when given. With `backups_alongside` (prune, gc) it does
+  // not wait for backups, and backups do not wait for it.
   static Result<RepoLock> acquire_object(Storage& storage, double wait_seconds, bool name_host,
                                          const ObjectLockOptions& options, std::string* broke = nullptr,
-                                         std::vector<std::string>* broke_backups = nullptr);
+                                         std::vector<std::string>* broke_backups = nullptr,
+                                         bool backups_alongside = false);
   // A backup's shared hold: its marker "locks/backup-<token>", refreshed like
-  // the lock; waits up to wait_seconds while "lock" is held (kLocked naming
-  // the holder), breaking a stale lock (reported through `broke`).
+  // the lock; waits up to wait_seconds while "lock" is held other than
+  // backups_alongside (kLocked naming the holder), breaking a stale lock
+  // (reported through `broke`).
   static Result<RepoLock> acquire_shared_object(Storage& storage, double wait_seconds, bool name_host,
                                                 const ObjectLockOptions& options, std::string* broke = nullptr);
   // The holder, "(stale)" appended when it is; nullopt when free.
   static Result<std::optional<std::string>> object_holder(Storage& storage, const ObjectLockOptions& options);
+  // The backup markers alive now; stale ones are deleted on the way (their
+  // holders appended to `broke`, when given).
+  static Result<std::vector<LiveBackup>> live_backups(Storage& storage, const ObjectLockOptions& options,
+                                                      std::vector<std::string>* broke = nullptr);
   // The holders of the backup markers, "(stale: …)" appended to stale ones.
   static Result<std::vector<std::string>> object_backups(Storage& storage, const ObjectLockOptions& options);
 

@@ -1,33 +1,42 @@
 // Removing generations (forget) and reclaiming space (gc).
 //
-// gc's order of work, and why a kill at any point loses nothing referenced:
-//   1. one index transaction drops what no remaining generation can reach: the
-//      chunk-map rows of removed generations and the index rows of removed
-//      generations whose manifest nothing needs any more;
-//   2. unneeded manifests, then their tombstones, are deleted (a manifest that
-//      survives a crash here is replayed and re-pruned from its tombstone);
-//   3. packs with nothing live: their index rows go in one transaction, then
-//      the files;
-//   4. packs mostly garbage: live blobs are checked and copied into a new pack
-//      that is published durably, then one transaction moves the chunks to it,
-//      then the old file is deleted;
-//   5. leftovers: packs the index does not know (an interrupted backup's it did
-//      not record, another host's, or a step 3/4 file a crash kept) and temp
-//      files of interrupted writes.
-// Leftovers are deleted before step 4 (they are garbage from the start), so a
-// nearly full filesystem has their space for the rewrite. When the filesystem
-// is full all the same, step 4 stops with a warning and no error: everything
-// gc could delete is deleted, and the packs not rewritten stay intact.
+// gc never deletes what it has just found to be garbage while a backup may be
+// running (object storage, repo/condemned.h): it condemns it, and carries the
+// condemnation out once the backups alive at that moment have ended, deleting
+// only what is still garbage then. Its order of work:
+//   1. plan: the manifests of removed generations nothing needs, packs with
+//      nothing live, packs mostly garbage, and leftovers (packs the index does
+//      not know, temp files of interrupted writes, orphaned tombstones,
+//      unfinished multipart uploads);
+//   2. condemn what is garbage and not yet condemned; carry out every ripe
+//      condemnation: replay the manifests committed meanwhile, then in one
+//      index transaction drop the removed generations whose manifests go and
+//      every map row nothing reads, delete those manifests and tombstones,
+//      the packs with still nothing live (index rows first, then the files),
+//      the leftovers, and the condemnation itself;
+//   3. rewrite packs mostly garbage: live blobs are checked and copied into a
+//      new pack that is published durably, then one transaction moves the
+//      chunks to it; the old pack is condemned and, when ripe, deleted.
+// With no backup able to run (a local directory's flock, or the exclusive
+// lock) condemnations are not published and are carried out at once.
+// Garbage goes before the rewrites, so a nearly full filesystem has its space
+// for them; when the filesystem is full all the same, the rewrite stops with
+// a warning and no error, and the packs not rewritten stay intact.
 // Files are only deleted after the index stops referencing them, and a file the
-// index does not reference is only ever garbage while the writer lock is held.
+// index does not reference is only ever deleted once every backup that might
+// still commit a reference to it has ended.
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <set>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "repo/condemned.h"
+#include "repo/lock.h"
 #include "repo/pack.h"
 #include "repo/repository_impl.h"
 #include "repo/s3_storage.h"
@@ -38,7 +47,7 @@ std::string tombstone_name(GenerationId id) { return numbered_name("pruned/", id
 std::optional<GenerationId> parse_tombstone_name(std::string_view name) { return parse_numbered_name("pruned/", name); }
 
 Status Repository::forget(const std::vector<GenerationId>& ids) {
-  if (!impl_->lock || !impl_->exclusive) return fail(ErrorCode::kInternal, "forget needs the repository opened for writing (not shared)");
+  if (!impl_->lock || !impl_->maintenance) return fail(ErrorCode::kInternal, "forget needs the repository opened for writing (not shared)");
   std::lock_guard guard(impl_->mu);
   for (GenerationId id : ids) {
     BLKVAULT_TRY_ASSIGN(auto gens, impl_->load_generations(id));
@@ -85,26 +94,22 @@ struct PackRow {
   uint64_t live_chunks = 0;
 };
 
-}  // namespace
+// A chunk-map row gc keeps although no remaining generation reads it: a row
+// still current (gen_to open) of a device whose newest committed generation
+// was removed. A backup that started before the removal may be building on
+// that generation, so its map must stay until its manifest is deleted. (Never
+// NULL: a device with no generation left has none of these rows.)
+constexpr std::string_view kCurrentRowOfRemovedNewest =
+    "(chunk_map.gen_to = 2147483647 AND coalesce((SELECT g.state FROM generations g JOIN generation_devices gd "
+    "ON gd.generation = g.id WHERE gd.device = chunk_map.device AND gd.complete = 1 AND g.state IN "
+    "('complete', 'partial', 'pruned') ORDER BY g.id DESC LIMIT 1), '') = 'pruned')";
+static_assert(kOpenEnd == 2147483647, "kCurrentRowOfRemovedNewest spells kOpenEnd");
 
-Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* cancel) {
-  if (!impl_->lock || !impl_->exclusive) return fail(ErrorCode::kInternal, "gc needs the repository opened for writing (not shared)");
-  auto& impl = *impl_;
-  std::lock_guard guard(impl.mu);
-  auto& db = *impl.db;
-  GcReport report;
+std::string live_rows() { return "(" + std::string(kLiveRow) + " OR " + std::string(kCurrentRowOfRemovedNewest) + ")"; }
 
-  // A manifest the index could not read may reference packs it does not know:
-  // deleting "unreferenced" data would then destroy that generation for good.
-  BLKVAULT_TRY_ASSIGN(auto unread, impl.unindexed_manifests());
-  if (!unread.empty()) {
-    return fail(ErrorCode::kCorrupt, "manifest " + manifest_name(unread.front()) +
-                                         " cannot be read into the index (see blkvault verify); gc would delete "
-                                         "data it may reference, so it stops here");
-  }
-
-  // Which generations' manifests are still needed: every remaining generation,
-  // and each ancestor its devices' deltas are stored against.
+// Removed generations whose manifests nothing needs: not every remaining
+// generation, nor an ancestor its devices' deltas are stored against.
+Result<std::vector<GenerationId>> unneeded_manifests(sql::Db& db) {
   std::map<GenerationId, GenerationState> states;
   std::map<std::pair<GenerationId, int64_t>, std::optional<GenerationId>> parent;  // (gen, device) -> parent
   {
@@ -142,64 +147,226 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
       cur = it == parent.end() ? std::nullopt : it->second;
     }
   }
-  std::vector<GenerationId> drop_manifests;
+  std::vector<GenerationId> out;
   for (const auto& [id, st] : states) {
-    if (st == GenerationState::kPruned && !needed.count(id)) drop_manifests.push_back(id);
+    if (st == GenerationState::kPruned && !needed.count(id)) out.push_back(id);
+  }
+  return out;
+}
+
+// Every indexed pack with the bytes and chunks in it that the chunk-map rows
+// matching `rows` (an SQL condition on chunk_map) read.
+Result<std::vector<PackRow>> pack_liveness(sql::Db& db, const std::string& rows) {
+  std::vector<PackRow> packs;
+  BLKVAULT_TRY_ASSIGN(auto q, db.prepare(
+                                  "SELECT p.id, p.name, p.size, "
+                                  "coalesce(sum(CASE WHEN l.chunk IS NOT NULL THEN c.length END), 0), count(l.chunk) "
+                                  "FROM packs p LEFT JOIN chunks c ON c.pack = p.id "
+                                  "LEFT JOIN (SELECT DISTINCT chunk FROM chunk_map WHERE " + rows + ") l ON l.chunk = c.id "
+                                  "GROUP BY p.id ORDER BY p.id"));
+  for (;;) {
+    BLKVAULT_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    PackRow p{q.int64(0), q.text(1), static_cast<uint64_t>(q.int64(2))};
+    p.live_bytes = static_cast<uint64_t>(q.int64(3));
+    p.live_chunks = static_cast<uint64_t>(q.int64(4));
+    packs.push_back(std::move(p));
+  }
+  return packs;
+}
+
+Status refuse_unread_manifests(Repository::Impl& impl) {
+  // A manifest the index could not read may reference packs it does not know:
+  // deleting "unreferenced" data would then destroy that generation for good.
+  BLKVAULT_TRY_ASSIGN(auto unread, impl.unindexed_manifests());
+  if (!unread.empty()) {
+    return fail(ErrorCode::kCorrupt, "manifest " + manifest_name(unread.front()) +
+                                         " cannot be read into the index (see blkvault verify); gc would delete "
+                                         "data it may reference, so it stops here");
+  }
+  return {};
+}
+
+// The backup markers alive now; a stale one is deleted, with a warning.
+Result<std::vector<LiveBackup>> live_backups(Repository::Impl& impl) {
+  std::vector<std::string> broke;
+  auto live = RepoLock::live_backups(*impl.storage, ObjectLockOptions::from_environment(), &broke);
+  for (const auto& b : broke) impl.logger().warning("removed the stale backup marker of " + b);
+  return live;
+}
+
+// The holders of the live markers among `listed`.
+std::vector<std::string> still_running(const std::vector<std::string>& listed, const std::vector<LiveBackup>& live) {
+  std::vector<std::string> out;
+  for (const auto& b : live) {
+    if (std::find(listed.begin(), listed.end(), b.name) != listed.end()) out.push_back(b.holder);
+  }
+  return out;
+}
+
+// Deletes what the ripe condemnations list and is still garbage now, after
+// replaying the manifests the backups they waited for committed meanwhile;
+// then the condemnations themselves. `rewritten`: old packs this run rewrote
+// (counted as rewritten, not as deleted).
+Status execute(Repository::Impl& impl, const std::vector<Condemnation>& ripe, const std::set<std::string>& rewritten,
+               GcReport& report) {
+  auto& db = *impl.db;
+  BLKVAULT_TRY(impl.sync_index());
+  BLKVAULT_TRY(refuse_unread_manifests(impl));
+
+  std::set<GenerationId> condemned_manifests;
+  std::set<std::string> condemned_packs, files;
+  std::set<UploadRef> uploads;
+  for (const auto& c : ripe) {
+    condemned_manifests.insert(c.manifests.begin(), c.manifests.end());
+    condemned_packs.insert(c.packs.begin(), c.packs.end());
+    files.insert(c.files.begin(), c.files.end());
+    uploads.insert(c.uploads.begin(), c.uploads.end());
+  }
+  BLKVAULT_TRY_ASSIGN(auto unneeded, unneeded_manifests(db));
+  std::vector<GenerationId> drop;
+  for (auto id : unneeded) {
+    if (condemned_manifests.count(id)) drop.push_back(id);
   }
 
-  // Step 1 (and the plan for the rest), in one transaction.
-  std::vector<PackRow> packs;
+  // The index forgets the dropped generations, then every map row nothing
+  // reads any more, in one transaction.
   {
     BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(db));
-    BLKVAULT_TRY(db.exec("DELETE FROM chunk_map WHERE NOT " + std::string(kLiveRow)));
-    BLKVAULT_TRY(db.exec("DELETE FROM chunks WHERE pack IS NULL AND id NOT IN (SELECT chunk FROM chunk_map)"));
     BLKVAULT_TRY_ASSIGN(auto del_gen, db.prepare("DELETE FROM generations WHERE id = ?"));
     BLKVAULT_TRY_ASSIGN(auto del_dev, db.prepare("DELETE FROM generation_devices WHERE generation = ?"));
-    for (auto id : drop_manifests) {
+    for (auto id : drop) {
       BLKVAULT_TRY(del_gen.bind(1, static_cast<int64_t>(id)).run());
       BLKVAULT_TRY(del_dev.bind(1, static_cast<int64_t>(id)).run());
     }
-    BLKVAULT_TRY_ASSIGN(auto q, db.prepare(
-                                    "SELECT p.id, p.name, p.size, "
-                                    "coalesce(sum(CASE WHEN l.chunk IS NOT NULL THEN c.length END), 0), count(l.chunk) "
-                                    "FROM packs p LEFT JOIN chunks c ON c.pack = p.id "
-                                    "LEFT JOIN (SELECT DISTINCT chunk FROM chunk_map) l ON l.chunk = c.id "
-                                    "GROUP BY p.id ORDER BY p.id"));
-    for (;;) {
-      BLKVAULT_TRY_ASSIGN(bool row, q.step());
-      if (!row) break;
-      PackRow p{q.int64(0), q.text(1), static_cast<uint64_t>(q.int64(2))};
-      p.live_bytes = static_cast<uint64_t>(q.int64(3));
-      p.live_chunks = static_cast<uint64_t>(q.int64(4));
-      report.packs_before++;
-      report.bytes_before += p.size;
-      packs.push_back(std::move(p));
-    }
-    q.reset();
-    if (!options.dry_run) BLKVAULT_TRY(tx.commit());
+    BLKVAULT_TRY(db.exec("DELETE FROM chunk_map WHERE NOT " + live_rows()));
+    BLKVAULT_TRY(db.exec("DELETE FROM chunks WHERE pack IS NULL AND id NOT IN (SELECT chunk FROM chunk_map)"));
+    BLKVAULT_TRY(tx.commit());
+  }
+  for (auto id : drop) {
+    BLKVAULT_TRY(impl.storage->remove(manifest_name(id)));
+    BLKVAULT_TRY(impl.storage->remove(tombstone_name(id)));
+    report.manifests_deleted++;
   }
 
-  // Leftovers the index does not reference.
+  // Packs: those the index knows only when nothing left reads them; others
+  // (an interrupted backup's, or another host's) unless a backup that
+  // committed meanwhile made the index learn them.
+  BLKVAULT_TRY_ASSIGN(auto packs, pack_liveness(db, "1"));
+  std::map<std::string, const PackRow*> indexed;
+  for (const auto& p : packs) indexed[p.name] = &p;
+  std::vector<const PackRow*> dead;
+  std::vector<std::string> unindexed;
+  for (const auto& name : condemned_packs) {
+    auto it = indexed.find(name);
+    if (it == indexed.end()) {
+      unindexed.push_back(name);
+    } else if (it->second->live_chunks == 0) {
+      dead.push_back(it->second);
+    }
+  }
+  if (!dead.empty()) {
+    BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(db));
+    BLKVAULT_TRY_ASSIGN(auto dc, db.prepare("DELETE FROM chunks WHERE pack = ?"));
+    BLKVAULT_TRY_ASSIGN(auto dp, db.prepare("DELETE FROM packs WHERE id = ?"));
+    for (const auto* p : dead) {
+      BLKVAULT_TRY(dc.bind(1, p->id).run());
+      BLKVAULT_TRY(dp.bind(1, p->id).run());
+    }
+    BLKVAULT_TRY(tx.commit());
+    for (const auto* p : dead) {
+      BLKVAULT_TRY(impl.storage->remove(p->name));
+      if (!rewritten.count(p->name)) report.packs_deleted++;
+    }
+  }
+  for (const auto& name : unindexed) {
+    BLKVAULT_TRY(impl.storage->remove(name));
+    report.leftovers_deleted++;
+  }
+  for (const auto& name : files) {
+    BLKVAULT_TRY(impl.storage->remove(name));
+    report.leftovers_deleted++;
+  }
+  if (!uploads.empty()) {
+    auto* s3 = dynamic_cast<S3Storage*>(impl.storage.get());
+    for (const auto& u : uploads) {
+      if (s3 != nullptr) BLKVAULT_TRY(s3->abort_upload(u.key, u.upload_id));
+      report.leftovers_deleted++;
+    }
+  }
+  for (const auto& c : ripe) {
+    if (!c.name.empty()) BLKVAULT_TRY(remove_condemnation(*impl.storage, c));  // unpublished when gc ran alone
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* cancel) {
+  if (!impl_->lock || !impl_->maintenance) return fail(ErrorCode::kInternal, "gc needs the repository opened for writing (not shared)");
+  auto& impl = *impl_;
+  std::lock_guard guard(impl.mu);
+  auto& db = *impl.db;
+  GcReport report;
+  // The manifests other hosts' backups committed since this index was synced.
+  BLKVAULT_TRY(impl.sync_index());
+  BLKVAULT_TRY(refuse_unread_manifests(impl));
+
+  // Earlier condemnations: one without its ".backups" file is void (its gc
+  // stopped before it listed the backups); its items are condemned anew.
+  BLKVAULT_TRY_ASSIGN(auto earlier, load_condemnations(*impl.storage));
+  std::vector<Condemnation> valid, void_ones;
+  std::set<std::string> held_packs, held_files;
+  std::set<GenerationId> held_manifests;
+  std::set<UploadRef> held_uploads;
+  for (auto& c : earlier) {
+    if (!c.backups) {
+      void_ones.push_back(std::move(c));
+      continue;
+    }
+    held_packs.insert(c.packs.begin(), c.packs.end());
+    held_files.insert(c.files.begin(), c.files.end());
+    held_manifests.insert(c.manifests.begin(), c.manifests.end());
+    held_uploads.insert(c.uploads.begin(), c.uploads.end());
+    valid.push_back(std::move(c));
+  }
+
+  // The plan: what no remaining generation needs, as the index sees it now.
+  BLKVAULT_TRY_ASSIGN(auto drop_manifests, unneeded_manifests(db));
+  BLKVAULT_TRY_ASSIGN(auto packs, pack_liveness(db, std::string(kLiveRow)));
+  for (const auto& p : packs) {
+    report.packs_before++;
+    report.bytes_before += p.size;
+  }
   std::set<std::string> indexed_packs;
   for (const auto& p : packs) indexed_packs.insert(p.name);
-  std::vector<std::string> leftovers;
-  for (const char* dir : {"packs/", "manifests/", "pruned/"}) {
-    BLKVAULT_TRY_ASSIGN(auto names, impl.storage->list(dir));
-    for (const auto& n : names) {
-      if (std::string_view(dir) == "packs/" && !indexed_packs.count(n)) leftovers.push_back(n);
+  std::vector<std::string> unindexed, files;
+  for (const char* dir : {"packs/", "manifests/", "pruned/", "condemned/"}) {
+    if (std::string_view(dir) == "packs/") {
+      BLKVAULT_TRY_ASSIGN(auto names, impl.storage->list(dir));
+      for (const auto& n : names) {
+        if (!indexed_packs.count(n)) unindexed.push_back(n);
+      }
     }
     BLKVAULT_TRY_ASSIGN(auto temps, impl.storage->list_unpublished(dir));
-    leftovers.insert(leftovers.end(), temps.begin(), temps.end());
+    files.insert(files.end(), temps.begin(), temps.end());
   }
-  // Tombstones whose manifest is gone.
   {
+    // Tombstones whose manifest is gone.
     BLKVAULT_TRY_ASSIGN(auto tombs, impl.storage->list("pruned/"));
     BLKVAULT_TRY_ASSIGN(auto mans, impl.storage->list("manifests/"));
     const std::set<std::string> have(mans.begin(), mans.end());
     for (const auto& t : tombs) {
       auto id = parse_tombstone_name(t);
-      if (id && !have.count(manifest_name(*id))) leftovers.push_back(t);
+      if (id && !have.count(manifest_name(*id))) files.push_back(t);
     }
+  }
+  // Unfinished multipart uploads: listed before the backup markers are, so
+  // each belongs to a backup among them, or to one that is gone.
+  std::vector<UploadRef> uploads;
+  if (auto* s3 = dynamic_cast<S3Storage*>(impl.storage.get())) {
+    BLKVAULT_TRY_ASSIGN(auto listed, s3->list_uploads());
+    for (auto& u : listed) uploads.push_back({std::move(u.key), std::move(u.upload_id)});
   }
 
   std::vector<const PackRow*> empty, sparse;
@@ -215,7 +382,7 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
     report.manifests_deleted = drop_manifests.size();
     report.packs_deleted = empty.size();
     report.packs_rewritten = sparse.size();
-    report.leftovers_deleted = leftovers.size();
+    report.leftovers_deleted = unindexed.size() + files.size() + uploads.size();
     uint64_t after = report.bytes_before;
     for (const auto* p : empty) after -= p->size;
     for (const auto* p : sparse) after -= p->size - p->live_bytes;
@@ -225,53 +392,103 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
   }
 
   BLKVAULT_TRY_ASSIGN(auto chunks_before, db.query_int("SELECT count(*) FROM chunks"));
-
-  // Other hosts' index caches still point at the packs deleted or rewritten
-  // below: a mark, published before the first of them goes, tells their next
-  // open to bring their packs up to date (Impl::reconcile_packs).
   BLKVAULT_TRY_ASSIGN(auto old_marks, impl.storage->list(kGcMarkDir));
-  if (!empty.empty() || !sparse.empty() || !leftovers.empty()) {
+
+  // Backups run alongside this gc only on object storage under the lock of
+  // OpenOptions::backups_alongside. Otherwise (a local directory's flock, or
+  // the exclusive lock that waited for every backup) none can, and what gc
+  // condemns is carried out at once without being published: a full
+  // filesystem still gets its space back.
+  const bool alone = impl.exclusive;
+  // Condemns `c`: a gc mark first (a backup that sees the condemnation also
+  // learns the packs the rewrites made), the list, then the backups alive now
+  // (repo/condemned.h).
+  bool marked = false;
+  auto condemn = [&](Condemnation& c) -> Status {
     BLKVAULT_TRY(publish_gc_mark(impl, old_marks));
-  }
+    marked = true;
+    if (alone) {
+      c.backups.emplace();
+      return {};
+    }
+    BLKVAULT_TRY(publish_condemnation(*impl.storage, c));
+    BLKVAULT_TRY_ASSIGN(auto live, live_backups(impl));
+    std::vector<std::string> names;
+    for (const auto& b : live) names.push_back(b.name);
+    BLKVAULT_TRY(publish_backups(*impl.storage, c, names));
+    c.backups = std::move(names);
+    return {};
+  };
+  // Splits `conds` into the ripe ones (every backup listed with them has
+  // ended) and the pending ones, waiting up to `wait_s` for the latter.
+  std::vector<Condemnation> pending;
+  auto ripen = [&](std::vector<Condemnation> conds, double wait_s) -> Result<std::vector<Condemnation>> {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_s);
+    for (;;) {
+      BLKVAULT_TRY_ASSIGN(auto live, live_backups(impl));
+      std::vector<Condemnation> ripe, waiting;
+      std::vector<std::string> holders;
+      for (auto& c : conds) {
+        auto running = still_running(*c.backups, live);
+        if (running.empty()) {
+          ripe.push_back(c);
+          continue;
+        }
+        waiting.push_back(c);
+        for (auto& h : running) {
+          if (std::find(holders.begin(), holders.end(), h) == holders.end()) holders.push_back(std::move(h));
+        }
+      }
+      if (waiting.empty() || std::chrono::steady_clock::now() >= deadline) {
+        for (auto& h : holders) {
+          if (std::find(report.waiting_for.begin(), report.waiting_for.end(), h) == report.waiting_for.end()) {
+            report.waiting_for.push_back(std::move(h));
+          }
+        }
+        pending.insert(pending.end(), waiting.begin(), waiting.end());
+        return ripe;
+      }
+      if (cancel != nullptr && cancel->cancelled()) return fail(ErrorCode::kCancelled, "gc interrupted");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    }
+  };
 
-  // Step 2: manifests nothing needs, then their tombstones.
+  // Steps 3 and 5: what is garbage now and not yet condemned is condemned,
+  // and every ripe condemnation carried out. Before step 4, so that a nearly
+  // full filesystem has this space for the rewrite.
+  Condemnation fresh;
   for (auto id : drop_manifests) {
-    BLKVAULT_TRY(impl.storage->remove(manifest_name(id)));
-    BLKVAULT_TRY(impl.storage->remove(tombstone_name(id)));
-    report.manifests_deleted++;
+    if (!held_manifests.count(id)) fresh.manifests.push_back(id);
   }
-
-  // Step 3: packs with nothing live.
-  if (!empty.empty()) {
-    BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(db));
-    BLKVAULT_TRY_ASSIGN(auto dc, db.prepare("DELETE FROM chunks WHERE pack = ?"));
-    BLKVAULT_TRY_ASSIGN(auto dp, db.prepare("DELETE FROM packs WHERE id = ?"));
-    for (const auto* p : empty) {
-      BLKVAULT_TRY(dc.bind(1, p->id).run());
-      BLKVAULT_TRY(dp.bind(1, p->id).run());
+  for (const auto* p : empty) {
+    if (!held_packs.count(p->name)) fresh.packs.push_back(p->name);
+  }
+  for (const auto& n : unindexed) {
+    if (!held_packs.count(n)) fresh.packs.push_back(n);
+  }
+  for (const auto& n : files) {
+    if (!held_files.count(n)) fresh.files.push_back(n);
+  }
+  for (const auto& u : uploads) {
+    if (!held_uploads.count(u)) fresh.uploads.push_back(u);
+  }
+  if (!fresh.empty()) {
+    BLKVAULT_TRY(condemn(fresh));
+    valid.push_back(std::move(fresh));
+  }
+  {
+    BLKVAULT_TRY_ASSIGN(auto ripe, ripen(std::move(valid), options.wait_s));
+    if (!ripe.empty()) {
+      if (!marked) BLKVAULT_TRY(publish_gc_mark(impl, old_marks));  // before the first deletion
+      BLKVAULT_TRY(execute(impl, ripe, {}, report));
     }
-    BLKVAULT_TRY(tx.commit());
-    for (const auto* p : empty) {
-      BLKVAULT_TRY(impl.storage->remove(p->name));
-      report.packs_deleted++;
-    }
   }
 
-  // Step 5 first: leftovers are garbage already, and their space may be what
-  // step 4 needs on a nearly full filesystem.
-  for (const auto& n : leftovers) {
-    BLKVAULT_TRY(impl.storage->remove(n));
-    report.leftovers_deleted++;
-  }
-  // On object storage an interrupted write is an unfinished multipart upload;
-  // under the lock no other writer can have one in flight.
-  if (auto* s3 = dynamic_cast<S3Storage*>(impl.storage.get())) {
-    BLKVAULT_TRY_ASSIGN(uint64_t aborted, s3->abort_stale_uploads());
-    report.leftovers_deleted += aborted;
-  }
-
-  // Step 4: rewrite packs that are mostly garbage. Out of space, it stops:
-  // the unpublished new pack is discarded and the old one stays referenced.
+  // Step 4: a pack mostly garbage has its live blobs copied into a new pack,
+  // published durably, and the index moves them there in one transaction;
+  // the old pack, with nothing live left in it, is then condemned. Out of
+  // space, it stops: the unpublished new pack is discarded and the old one
+  // stays referenced.
   auto out_of_space = [&](const PackRow& p, const Error& e) {
     report.warnings.push_back("not rewriting pack " + p.name + " (" + std::to_string(p.size - p.live_bytes) +
                               " bytes of garbage) nor any after it: " + e.message() +
@@ -279,6 +496,8 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
   };
   auto codec_ptr = impl.make_codec();
   ChunkCodec& codec = *codec_ptr;
+  std::set<std::string> rewritten;
+  Condemnation old_packs;  // the rewritten ones
   for (const auto* p : sparse) {
     if (cancel != nullptr && cancel->cancelled()) return fail(ErrorCode::kCancelled, "gc interrupted");
     struct Live {
@@ -291,7 +510,7 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
     {
       BLKVAULT_TRY_ASSIGN(auto q, db.prepare(
                                       "SELECT c.id, c.hash, c.offset, c.length FROM chunks c WHERE c.pack = ? AND "
-                                      "c.id IN (SELECT chunk FROM chunk_map) ORDER BY c.offset"));
+                                      "c.id IN (SELECT chunk FROM chunk_map WHERE " + live_rows() + ") ORDER BY c.offset"));
       q.bind(1, p->id);
       for (;;) {
         BLKVAULT_TRY_ASSIGN(bool row, q.step());
@@ -351,16 +570,32 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
     for (const auto& [rowid, e] : moved) {
       BLKVAULT_TRY(mv.bind(1, new_id).bind(2, static_cast<int64_t>(e.offset)).bind(3, rowid).run());
     }
-    BLKVAULT_TRY_ASSIGN(auto dc, db.prepare("DELETE FROM chunks WHERE pack = ?"));
-    BLKVAULT_TRY(dc.bind(1, p->id).run());
-    BLKVAULT_TRY_ASSIGN(auto dp, db.prepare("DELETE FROM packs WHERE id = ?"));
-    BLKVAULT_TRY(dp.bind(1, p->id).run());
     BLKVAULT_TRY(tx.commit());
-    BLKVAULT_TRY(impl.storage->remove(p->name));
     report.packs_rewritten++;
+    rewritten.insert(p->name);
+    if (!held_packs.count(p->name)) old_packs.packs.push_back(p->name);
   }
 
-  if (report.packs_deleted + report.packs_rewritten + report.leftovers_deleted > 0) {
+  if (!old_packs.empty()) {
+    BLKVAULT_TRY(condemn(old_packs));
+    BLKVAULT_TRY_ASSIGN(auto ripe, ripen({std::move(old_packs)}, 0));
+    if (!ripe.empty()) BLKVAULT_TRY(execute(impl, ripe, rewritten, report));
+  }
+  for (const auto& c : void_ones) BLKVAULT_TRY(remove_condemnation(*impl.storage, c));
+  BLKVAULT_TRY(remove_orphan_backups(*impl.storage));
+
+  std::map<std::string, uint64_t> pack_size;
+  for (const auto& p : packs) pack_size[p.name] = p.size;
+  for (const auto& c : pending) {
+    report.manifests_pending += c.manifests.size();
+    for (const auto& n : c.packs) {
+      report.packs_pending++;
+      auto it = pack_size.find(n);
+      if (it != pack_size.end()) report.bytes_pending += it->second;
+    }
+  }
+
+  if (report.packs_deleted + report.packs_rewritten + report.leftovers_deleted + report.manifests_deleted > 0) {
     // Once more at the end: a host that looked while gc ran has seen the first
     // mark but not every change. Older marks are no longer needed.
     BLKVAULT_TRY(publish_gc_mark(impl, old_marks));
@@ -373,7 +608,7 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
   report.packs_after = static_cast<uint64_t>(count.value_or(0));
   report.bytes_after = static_cast<uint64_t>(bytes.value_or(0));
   BLKVAULT_TRY_ASSIGN(auto chunks_after, db.query_int("SELECT count(*) FROM chunks"));
-  report.chunks_deleted = static_cast<uint64_t>(chunks_before.value_or(0) - chunks_after.value_or(0));
+  report.chunks_deleted = static_cast<uint64_t>(std::max<int64_t>(0, chunks_before.value_or(0) - chunks_after.value_or(0)));
   return report;
 }
 

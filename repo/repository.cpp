@@ -17,8 +17,9 @@
 
 #include "common/coding.h"
 #include "common/file_io.h"
-#include "repo/pack.h"
+#include "repo/condemned.h"
 #include "repo/json_fields.h"
+#include "repo/pack.h"
 #include "repo/repository_impl.h"
 #include "repo/s3_storage.h"
 
@@ -763,6 +764,24 @@ Status Repository::Impl::note_gc_mark(const std::string& mark) {
   return st.bind(1, mark).run();
 }
 
+Status Repository::Impl::load_condemned_packs() {
+  BLKVAULT_TRY_ASSIGN(auto all, load_condemnations(*storage));
+  condemned_packs.clear();
+  for (const auto& c : all) condemned_packs.insert(c.packs.begin(), c.packs.end());
+  return {};
+}
+
+Result<std::string> Repository::Impl::condemned_pack_condition() {
+  if (condemned_packs.empty()) return std::string();
+  // In memory: the index's VFS (common/env.h) has no anonymous temporary files.
+  BLKVAULT_TRY(db->exec("PRAGMA temp_store = MEMORY"));
+  BLKVAULT_TRY(db->exec("CREATE TEMP TABLE IF NOT EXISTS condemned_packs(name TEXT PRIMARY KEY)"));
+  BLKVAULT_TRY(db->exec("DELETE FROM temp.condemned_packs"));
+  BLKVAULT_TRY_ASSIGN(auto add, db->prepare("INSERT OR IGNORE INTO temp.condemned_packs(name) VALUES (?)"));
+  for (const auto& name : condemned_packs) BLKVAULT_TRY(add.bind(1, name).run());
+  return std::string("pack IN (SELECT p.id FROM packs p JOIN temp.condemned_packs c ON c.name = p.name)");
+}
+
 Status Repository::Impl::reconcile_packs(const std::string& mark) {
   logger().info("index: another host's gc changed the packs; bringing the index up to date");
   BLKVAULT_TRY_ASSIGN(auto names, storage->list("packs/"));
@@ -869,11 +888,14 @@ Status Repository::Impl::sync_index() {
 }
 
 Status Repository::Impl::learn_packs(const std::vector<std::string>& packs, const std::set<std::string>& skip) {
+  // A chunk in a pack gc condemned moves to the new pack that holds it too
+  // (gc rewrote the condemned one): the condemned pack may go while it is used.
+  BLKVAULT_TRY_ASSIGN(const std::string condemned, condemned_pack_condition());
   BLKVAULT_TRY_ASSIGN(auto tx, sql::Transaction::begin(*db));
   BLKVAULT_TRY_ASSIGN(auto known_pack, db->prepare("SELECT 1 FROM packs WHERE name = ?"));
   BLKVAULT_TRY_ASSIGN(auto set_loc, db->prepare(
                                         "UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_size = ? WHERE hash = ? "
-                                        "AND pack IS NULL"));
+                                        "AND (pack IS NULL" + (condemned.empty() ? std::string() : " OR " + condemned) + ")"));
   BLKVAULT_TRY_ASSIGN(auto add, db->prepare(
                                     "INSERT OR IGNORE INTO chunks(hash, pack, offset, length, raw_size) VALUES (?, ?, ?, ?, ?)"));
   for (const auto& name : packs) {
@@ -1057,11 +1079,13 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
       auto taken = options.shared
                        ? RepoLock::acquire_shared_object(*impl->storage, options.lock_wait_s, name_host, lock_options, &broke)
                        : RepoLock::acquire_object(*impl->storage, options.lock_wait_s, name_host, lock_options, &broke,
-                                                  &broke_backups);
+                                                  &broke_backups, options.backups_alongside);
       BLKVAULT_TRY_ASSIGN(auto lock, std::move(taken));
       if (!broke.empty()) impl->logger().warning("broke the stale repository lock of " + broke);
       for (const auto& b : broke_backups) impl->logger().warning("removed the stale backup marker of " + b);
-      impl->exclusive = !options.shared;
+      // Prune and gc's lock lets backups run: only forget() and gc() may use it.
+      impl->exclusive = !options.shared && !options.backups_alongside;
+      impl->maintenance = !options.shared;
       BLKVAULT_TRY_ASSIGN(auto cache_lock, RepoLock::acquire(lock_dir, options.lock_wait_s, name_host));
       lock.also_hold(std::move(cache_lock));
       impl->lock.emplace(std::move(lock));
@@ -1070,12 +1094,16 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& path, co
       BLKVAULT_TRY_ASSIGN(auto lock, RepoLock::acquire(path, options.lock_wait_s, name_host));
       impl->lock.emplace(std::move(lock));
       impl->exclusive = true;
+      impl->maintenance = true;
     }
   }
   // A reader brings the index up to date only when it must (a manifest it
   // does not know, or no usable index) and no writer is active: taking the
   // lock for that moment must not make a starting backup fail.
   std::lock_guard guard(impl->mu);
+  // After the backup marker is published (repo/condemned.h): gc's
+  // condemnations from before it are seen here, later ones list this backup.
+  if (options.write && !options.index_as_is) BLKVAULT_TRY(impl->load_condemned_packs());
   if (options.index_as_is) {
     impl->open_index_as_is();
     return std::unique_ptr<Repository>(new Repository(std::move(impl)));

@@ -238,6 +238,11 @@ struct GcOptions {
   // A pack whose live bytes are below this fraction of its size is rewritten;
   // one with no live bytes is deleted.
   double repack_below = 0.5;
+  // Backups on object storage run alongside gc, so it condemns before it
+  // deletes (repo/condemned.h). It waits up to this long for the backups that
+  // were running when it condemned to end, and then deletes in this run; what
+  // is still condemned after the wait is left to a later gc.
+  double wait_s = 0;
 };
 
 struct GcReport {
@@ -247,6 +252,10 @@ struct GcReport {
   uint64_t chunks_deleted = 0;
   uint64_t manifests_deleted = 0;
   uint64_t leftovers_deleted = 0;  // unindexed packs and temp files of interrupted writes
+  // Condemned and left for a later gc: backups that were running when it was
+  // condemned are still running (their holders in waiting_for).
+  uint64_t packs_pending = 0, bytes_pending = 0, manifests_pending = 0;
+  std::vector<std::string> waiting_for;
   std::vector<std::string> warnings;  // e.g. a damaged pack that could not be rewritten
 };
 
@@ -320,6 +329,11 @@ struct OpenOptions {
   // Such a Repository may only begin_generation(). A local repository's
   // writers take turns all the same (one SQLite index).
   bool shared = false;
+  // With write and not shared, on object storage: the exclusive lock as prune
+  // and gc take it, which lets backups run alongside (gc condemns before it
+  // deletes, docs/FORMAT.md); without, it waits for running backups and holds
+  // new ones off (index rebuilds, key changes).
+  bool backups_alongside = false;
   double lock_wait_s = 0;      // how long to wait for it
   Logger* log = nullptr;       // progress notes (index sync/rebuild); may be null
   // The file-system seam of a local repository and of its index (common/env.h;

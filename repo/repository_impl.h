@@ -50,6 +50,7 @@ struct Repository::Impl {
   std::unique_ptr<Storage> storage;
   std::optional<RepoLock> lock;  // held when opened for writing
   bool exclusive = false;        // the lock excludes backups too (not OpenOptions::shared on S3)
+  bool maintenance = false;      // exclusive, or OpenOptions::backups_alongside: forget() and gc() may run
   Logger* log = nullptr;
   NullLogger null_log;
   Env* env = nullptr;  // OpenOptions::env: null is the real file system and SQLite's own VFS
@@ -62,6 +63,10 @@ struct Repository::Impl {
   std::string key_id;                // the key file that opened it ("" from a paper key)
   std::string key_file;              // keyfile mode: its path
   std::string index_file;           // <repo>/index.sqlite, or in the cache dir when encrypted
+  // Packs gc condemned (repo/condemned.h), read by a writer's open: a backup
+  // deduplicates against none of them, and the index moves a chunk out of one
+  // when it learns another pack that holds it (gc's rewrite).
+  std::set<std::string> condemned_packs;
   // Opened with index_as_is: why no index is open (missing, damaged, newer), if so.
   std::optional<Error> index_problem;
   bool index_problem_newer = false;
@@ -106,6 +111,12 @@ struct Repository::Impl {
   // host's gc deleted or rewrote packs), nullopt otherwise.
   Result<std::optional<std::string>> newer_gc_mark();
   Status note_gc_mark(const std::string& mark);
+  // Reads condemned_packs from storage.
+  Status load_condemned_packs();
+  // "" without condemned packs; otherwise fills the connection's temporary
+  // table of them and returns an SQL condition, true for a chunks.pack that
+  // is one of them: "pack IN (…)".
+  Result<std::string> condemned_pack_condition();
   // Forgets generations whose manifests another host's gc deleted (with the
   // map rows only they read) and packs that are gone, learns new packs, then
   // notes `mark`.

@@ -207,4 +207,10 @@ Result<uint64_t> S3Storage::abort_stale_uploads() {
   return static_cast<uint64_t>(uploads.size());
 }
 
+Result<std::vector<s3::Upload>> S3Storage::list_uploads() { return client_.list_multipart(client_.endpoint().prefix); }
+
+Status S3Storage::abort_upload(const std::string& key, const std::string& upload_id) {
+  return client_.abort_multipart(key, upload_id);
+}
+
 }  // namespace blkvault::repo

@@ -53,6 +53,12 @@ class S3Storage final : public Storage {
   // Aborts the multipart uploads under the repository's prefix (unfinished
   // writes of killed processes). REQUIRES: the repository lock. Returns how many.
   Result<uint64_t> abort_stale_uploads();
+  // The unfinished multipart uploads under the repository's prefix, and the
+  // abort of one (an upload already completed or aborted is not an error).
+  // gc condemns those it lists and aborts them once the backups that were
+  // running then have ended (repo/condemned.h): a running backup's are in flight.
+  Result<std::vector<s3::Upload>> list_uploads();
+  Status abort_upload(const std::string& key, const std::string& upload_id);
   // Objects larger than this are written as multipart uploads of this part size.
   void set_part_size(size_t bytes) { part_size_ = bytes; }
   size_t part_size() const { return part_size_; }

@@ -265,7 +265,7 @@ TEST_F(S3CliTest, ThreeHostsBackUpAtOnceRestoreByteIdenticalAndShareTheirChunks)
 // prune + gc from one host while another backs up: they wait for the backup
 // (or, with no wait, refuse naming it), and the backup's generation restores
 // byte-identical afterwards with verify --data clean.
-TEST_F(S3CliTest, PruneAndGcFromOneHostWaitForAnotherHostsBackupAndLoseNothing) {
+TEST_F(S3CliTest, PruneAndGcFromOneHostRunAlongsideAnotherHostsBackupAndLoseNothing) {
   init_repo();
   std::mt19937_64 rng(11);
   const std::string old_dev = make_device("old.img", kDeviceSize / 2, 3);
@@ -286,29 +286,42 @@ TEST_F(S3CliTest, PruneAndGcFromOneHostWaitForAnotherHostsBackupAndLoseNothing) 
   for (int i = 0; i < 600 && !std::filesystem::exists(started); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(std::filesystem::exists(started));
   const std::vector<std::string> maint = {"BLKVAULT_CACHE_DIR=" + dir_ / "maint-cache"};
-  auto refused = bv({"prune", "--keep-last", "1", "--gc"}, "", maint);
-  EXPECT_EQ(refused.exit_status, 4);
-  EXPECT_TRUE(std::regex_match(refused.err, std::regex("blkvault: repository " + repo_ +
-                                                           " has a backup in progress: pid \\d+ since "
-                                                           "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ\n")))
-      << refused.err;
+  // Prune and gc do not wait for the backup: gc condemns generation 1's
+  // garbage and leaves it for a gc after the backup.
+  auto pruned = bv({"--json", "prune", "--keep-last", "1", "--gc"}, "", maint);
+  ASSERT_EQ(pruned.exit_status, 0) << pruned.err;
+  EXPECT_EQ(busy.wait_for(std::chrono::seconds(0)), std::future_status::timeout) << "the backup is still held";
+  auto p = nlohmann::json::parse(pruned.out);
+  EXPECT_EQ(p["removed"], nlohmann::json::array({first["generation"]})) << pruned.out;
+  EXPECT_EQ(p["gc"]["packs_deleted"], 0) << pruned.out;
+  EXPECT_GT(p["gc"]["packs_pending"].get<uint64_t>(), 0u) << pruned.out;
+  ASSERT_EQ(p["gc"]["waiting_for"].size(), 1u) << pruned.out;
+  EXPECT_TRUE(std::regex_match(p["gc"]["waiting_for"][0].get<std::string>(),
+                               std::regex("pid \\d+ since \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ")))
+      << pruned.out;
+  auto text = bv({"gc"}, "", maint);
+  ASSERT_EQ(text.exit_status, 0) << text.err;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\ngc: \\d+ pack\\(s\\) \\([^)]+\\) and 0 manifest\\(s\\) are "
+                                                     "condemned and wait for 1 backup\\(s\\) still running \\(pid \\d+ "
+                                                     "since [^)]+\\); the next gc deletes what they leave unused\n")))
+      << text.out;
   auto status = bv({"status"}, "", maint);
   EXPECT_NE(status.out.find("  backups in progress: pid "), std::string::npos) << status.out;
-  // Waiting: the backup goes on after 1.5 s; prune and gc run once it has committed.
+  // Once the backup has committed, gc (waiting for it with --lock-wait) deletes.
   std::thread release([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     std::ofstream(go) << "go";
   });
-  auto pruned = bv({"--json", "--lock-wait", "120", "prune", "--keep-last", "1", "--gc"}, "", maint);
+  auto collected = bv({"--json", "--lock-wait", "120", "gc"}, "", maint);
   release.join();
   CliRun b = busy.get();
   ASSERT_EQ(b.exit_status, 0) << b.err;
-  ASSERT_EQ(pruned.exit_status, 0) << pruned.err;
+  ASSERT_EQ(collected.exit_status, 0) << collected.err;
   const uint64_t gen = nlohmann::json::parse(b.out)["generation"].get<uint64_t>();
   EXPECT_EQ(gen, 3u);
-  auto p = nlohmann::json::parse(pruned.out);
-  EXPECT_EQ(p["removed"], nlohmann::json::array({first["generation"]})) << pruned.out;
-  EXPECT_GT(p["gc"]["packs_deleted"].get<uint64_t>() + p["gc"]["packs_rewritten"].get<uint64_t>(), 0u) << pruned.out;
+  auto c = nlohmann::json::parse(collected.out);
+  EXPECT_GT(c["packs_deleted"].get<uint64_t>() + c["packs_rewritten"].get<uint64_t>(), 0u) << collected.out;
+  EXPECT_EQ(c["packs_pending"], 0) << collected.out;
   for (const char* cache : {"busy-cache", "maint-cache"}) {
     SCOPED_TRACE(cache);
     const std::vector<std::string> env = {"BLKVAULT_CACHE_DIR=" + dir_ / cache};
@@ -321,12 +334,16 @@ TEST_F(S3CliTest, PruneAndGcFromOneHostWaitForAnotherHostsBackupAndLoseNothing) 
   }
 }
 
-// A backup killed in the middle leaves its marker; it does not hold gc off
-// for ever: at once on its own host (the pid is gone), after
+// A backup killed in the middle leaves its marker; it does not keep gc from
+// deleting for ever: at once on its own host (the pid is gone), after
 // BLKVAULT_LOCK_STALE_S from another.
 TEST_F(S3CliTest, TheStaleBackupMarkerOfAKilledWriterDoesNotBlockGcForEver) {
   init_repo();
+  std::mt19937_64 rng(13);
   const std::string dev = make_device("a.img", kDeviceSize / 4, 9);
+  auto first = backup_ok({dev});  // generation 1: its chunks are garbage once 2 is kept alone
+  sim_write(dev, 0, random_bytes(rng, kDeviceSize / 4));
+  ASSERT_EQ(backup_ok({dev})["generation"], 2);
   const std::string started = dir_ / "started";
   const std::string hang = "echo $$ $PPID > " + started + ".tmp && mv " + started + ".tmp " + started + "; exec sleep 600";
   auto killed = std::async(std::launch::async, [&] {
@@ -348,19 +365,31 @@ TEST_F(S3CliTest, TheStaleBackupMarkerOfAKilledWriterDoesNotBlockGcForEver) {
   CliRun k = killed.get();
   EXPECT_EQ(k.exit_status, 128 + SIGKILL);
   ::kill(shell, SIGKILL);  // the orphaned hook
-  // From another host the marker is alive for 30 minutes by default...
-  auto held = run_blkvault({"gc"}, {"BLKVAULT_REPO=" + repo_, "BLKVAULT_PASSWORD=" + std::string(kPassphrase),
-                                    "BLKVAULT_CACHE_DIR=" + dir_ / "other-cache"},
-                           "", "other");
-  EXPECT_EQ(held.exit_status, 4) << held.err;
-  EXPECT_NE(held.err.find(" has a backup in progress: pid " + victim), std::string::npos) << held.err;
-  // ...and stale after BLKVAULT_LOCK_STALE_S without a sign of life.
+  const std::vector<std::string> other = {"BLKVAULT_REPO=" + repo_, "BLKVAULT_PASSWORD=" + std::string(kPassphrase),
+                                          "BLKVAULT_CACHE_DIR=" + dir_ / "other-cache"};
+  // From another host the marker is alive for 30 minutes by default: gc
+  // condemns and waits for it...
+  auto held = run_blkvault({"--json", "prune", "--keep-last", "1", "--gc"}, other, "", "other");
+  ASSERT_EQ(held.exit_status, 0) << held.err;
+  auto h = nlohmann::json::parse(held.out);
+  EXPECT_EQ(h["gc"]["packs_deleted"], 0) << held.out;
+  EXPECT_GT(h["gc"]["packs_pending"].get<uint64_t>(), 0u) << held.out;
+  ASSERT_EQ(h["gc"]["waiting_for"].size(), 1u) << held.out;
+  EXPECT_EQ(h["gc"]["waiting_for"][0].get<std::string>().rfind("pid " + victim + " since ", 0), 0u) << held.out;
+  // ...and after BLKVAULT_LOCK_STALE_S without a sign of life removes it and deletes.
   std::this_thread::sleep_for(std::chrono::seconds(3));
-  auto gc = run_blkvault({"gc"}, {"BLKVAULT_REPO=" + repo_, "BLKVAULT_PASSWORD=" + std::string(kPassphrase),
-                                  "BLKVAULT_CACHE_DIR=" + dir_ / "other-cache", "BLKVAULT_LOCK_STALE_S=2"},
-                         "", "other");
-  EXPECT_EQ(gc.exit_status, 0) << gc.err;
+  auto env = other;
+  env.push_back("BLKVAULT_LOCK_STALE_S=2");
+  auto gc = run_blkvault({"--json", "gc"}, env, "", "other");
+  ASSERT_EQ(gc.exit_status, 0) << gc.err;
   EXPECT_NE(gc.err.find("removed the stale backup marker of pid " + victim + " since "), std::string::npos) << gc.err;
+  auto g = nlohmann::json::parse(gc.out);
+  EXPECT_GT(g["packs_deleted"].get<uint64_t>() + g["packs_rewritten"].get<uint64_t>(), 0u) << gc.out;
+  EXPECT_EQ(g["packs_pending"], 0) << gc.out;
+  const std::string to = dir_ / "restored";
+  auto r = run_blkvault({"-q", "restore", "--generation", "2", "--device", dev, "--to", to}, other, "", "other");
+  ASSERT_EQ(r.exit_status, 0) << r.err;
+  EXPECT_TRUE(read_whole(to) == read_whole(dev));
 }
 }  // namespace
 }  // namespace blkvault::test

@@ -683,7 +683,11 @@ TEST_P(ConcurrentBackupTest, TwoHostsBackingUpTheSameDeviceNameAtOnceKeepEachMap
   }
 }
 
-TEST_P(ConcurrentBackupTest, PruneAndGcWaitForARunningBackupAndLoseNothing) {
+// Prune and gc run alongside a backup that deduplicated against a chunk only
+// a removed generation holds and whose parent is removed meanwhile: gc
+// condemns, deletes nothing the backup may use while it runs, and the next gc
+// deletes what its committed generation leaves unused.
+TEST_P(ConcurrentBackupTest, GcAlongsideARunningBackupDeletesNothingItUsesAndTheNextGcReclaimsTheRest) {
   init(128 << 10);
   std::mt19937_64 rng(43);
   SimDevice old_dev{"/dev/old", std::vector<uint8_t>(10 * kChunk)}, dev{"/dev/busy", std::vector<uint8_t>(10 * kChunk)};
@@ -691,50 +695,76 @@ TEST_P(ConcurrentBackupTest, PruneAndGcWaitForARunningBackupAndLoseNothing) {
   for (auto& x : dev.bytes) x = static_cast<uint8_t>(rng());
   {
     auto r = open_as(host("busy"));
-    ASSERT_TRUE(backup(*r, {&old_dev}, true));  // generation 1: pruned below
-    ASSERT_TRUE(backup(*r, {&dev}, true));      // generation 2
+    ASSERT_TRUE(backup(*r, {&old_dev}, true));  // generation 1: removed below
+    ASSERT_TRUE(backup(*r, {&dev}, true));      // generation 2: the running backup's parent, removed below
   }
-  // A backup on host "busy" is under way (its chunks put, not committed)...
+  // A backup on host "busy" is under way: it changed chunks, one of them to a
+  // chunk only generation 1 stores (deduplicated, not stored again).
   auto busy = open_as(host("busy"));
   ASSERT_NE(busy, nullptr);
   auto w = busy->begin_generation("busy", "v");
   ASSERT_TRUE(w);
-  dev.mutate(rng, 6);
+  dev.mutate(rng, 4);
+  std::copy_n(old_dev.bytes.begin(), kChunk, dev.bytes.begin() + 7 * kChunk);
+  dev.dirty.insert(7);
   auto dw = (*w)->add_device(dev.name, dev.bytes.size(), true);
   ASSERT_TRUE(dw);
-  for (uint64_t c : dev.dirty) ASSERT_TRUE((*dw)->put(c, std::span(dev.bytes).subspan(c * kChunk, kChunk)));
-  // ...so prune and gc from another host are refused at once, naming it...
+  ASSERT_EQ((*dw)->parent(), std::optional<GenerationId>(2));
+  for (uint64_t c : dev.dirty) {
+    if (c != 7) ASSERT_TRUE((*dw)->put(c, std::span(dev.bytes).subspan(c * kChunk, kChunk)));
+  }
+  const uint64_t stored = (*dw)->record().new_bytes;
+  ASSERT_TRUE((*dw)->put(7, std::span(dev.bytes).subspan(7 * kChunk, kChunk)));
+  EXPECT_EQ((*dw)->record().new_bytes, stored) << "chunk 7 was deduplicated against generation 1";
+
+  // An index rebuild or a key change (exclusive) still waits for it...
   auto refused = Repository::open(repo_path(), host("maint", /*shared=*/false));
   ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().code(), ErrorCode::kLocked);
   EXPECT_EQ(refused.error().message().rfind("repository " + repo_path() + " has a backup in progress: pid " +
                                                 std::to_string(::getpid()) + " on host ",
                                             0),
             0u)
       << refused.error().message();
-  // ...or, waiting, get the lock once it has committed.
-  std::atomic<int64_t> committed_ms{0};
-  std::thread finisher([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-    auto g = (*w)->commit(false);
-    EXPECT_TRUE(g) << g.error().message();
-    committed_ms = now_ms();
-    w->reset();
-    busy.reset();
-  });
+  // ...prune and gc do not: they take the lock at once and condemn.
   auto maint_opts = host("maint", false);
-  maint_opts.lock_wait_s = 60;
+  maint_opts.backups_alongside = true;
   auto maint = open_as(maint_opts);
-  const int64_t got_ms = now_ms();
-  finisher.join();
   ASSERT_NE(maint, nullptr);
-  EXPECT_GE(got_ms, committed_ms.load()) << "gc got the lock only after the backup committed";
-  ASSERT_TRUE(maint->forget({1}));
-  GcOptions o;
-  o.repack_below = 1.0;
-  auto report = maint->gc(o, nullptr);
+  auto packs_before = maint->storage().list("packs/");
+  ASSERT_TRUE(packs_before);
+  ASSERT_TRUE(maint->forget({1, 2}));
+  auto report = maint->gc(GcOptions{}, nullptr);
   ASSERT_TRUE(report) << report.error().message();
-  EXPECT_GT(report->packs_deleted + report->packs_rewritten, 0u);
+  EXPECT_EQ(report->packs_deleted + report->manifests_deleted + report->leftovers_deleted, 0u);
+  EXPECT_GT(report->packs_pending, 0u);
+  EXPECT_EQ(report->manifests_pending, 2u);
+  ASSERT_EQ(report->waiting_for.size(), 1u);
+  EXPECT_EQ(report->waiting_for[0].rfind("pid " + std::to_string(::getpid()) + " on host ", 0), 0u)
+      << report->waiting_for[0];
+  auto packs_during = maint->storage().list("packs/");
+  ASSERT_TRUE(packs_during);
+  for (const auto& n : *packs_before) EXPECT_TRUE(std::count(packs_during->begin(), packs_during->end(), n)) << n;
+  for (GenerationId g : {1, 2}) EXPECT_TRUE(*maint->storage().exists(manifest_name(g))) << g;
+  EXPECT_EQ(maint->storage().list("condemned/")->size(), 2u) << "a condemnation and its backups";
+
+  // The backup commits a delta against the removed generation 2, using the
+  // chunk of the removed generation 1; then its marker goes.
+  auto g = (*w)->commit(false);
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(g->id, 3u);
+  w->reset();
+  busy.reset();
+
+  // The next gc deletes what generation 3 leaves unused, and only that.
+  auto again = maint->gc(GcOptions{}, nullptr);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_GT(again->packs_deleted, 0u);
+  EXPECT_EQ(again->manifests_deleted, 1u);
+  EXPECT_EQ(again->packs_pending + again->manifests_pending, 0u);
+  EXPECT_TRUE(again->waiting_for.empty());
+  EXPECT_FALSE(*maint->storage().exists(manifest_name(1)));
+  EXPECT_TRUE(*maint->storage().exists(manifest_name(2))) << "generation 3 is a delta against it";
+  EXPECT_TRUE(maint->storage().list("condemned/")->empty());
   maint.reset();
   for (const char* name : {"busy", "maint", "fresh"}) {
     SCOPED_TRACE(name);
@@ -747,9 +777,130 @@ TEST_P(ConcurrentBackupTest, PruneAndGcWaitForARunningBackupAndLoseNothing) {
   }
 }
 
-TEST_P(ConcurrentBackupTest, ABackupWaitsWhileGcHoldsTheLock) {
+// A backup that starts after gc condemned packs stores their chunks again
+// rather than deduplicate against them, so a gc may delete them while it runs.
+TEST_P(ConcurrentBackupTest, ABackupStartedAfterACondemnationDoesNotUseTheCondemnedPacks) {
+  init(128 << 10);
+  std::mt19937_64 rng(47);
+  SimDevice old_dev{"/dev/old", std::vector<uint8_t>(8 * kChunk)};
+  for (auto& x : old_dev.bytes) x = static_cast<uint8_t>(rng());
+  {
+    auto r = open_as(host("late"));
+    ASSERT_TRUE(backup(*r, {&old_dev}, true));  // generation 1: removed below
+  }
+  auto early = open_as(host("early"));  // a backup running while gc condemns
+  ASSERT_NE(early, nullptr);
+  auto maint_opts = host("maint", false);
+  maint_opts.backups_alongside = true;
+  {
+    auto maint = open_as(maint_opts);
+    ASSERT_NE(maint, nullptr);
+    ASSERT_TRUE(maint->forget({1}));
+    auto report = maint->gc(GcOptions{}, nullptr);
+    ASSERT_TRUE(report) << report.error().message();
+    EXPECT_EQ(report->packs_deleted, 0u);
+    EXPECT_GT(report->packs_pending, 0u);
+  }
+  // Host "late" starts now and backs up the very chunks of generation 1.
+  auto late = open_as(host("late"));
+  ASSERT_NE(late, nullptr);
+  auto w = late->begin_generation("late", "v");
+  ASSERT_TRUE(w);
+  SimDevice copy{"/dev/copy", old_dev.bytes};
+  auto dw = (*w)->add_device(copy.name, copy.bytes.size(), false);
+  ASSERT_TRUE(dw);
+  for (uint64_t c = 0; c < 8; ++c) ASSERT_TRUE((*dw)->put(c, std::span(copy.bytes).subspan(c * kChunk, kChunk)));
+  EXPECT_EQ((*dw)->record().new_bytes, copy.bytes.size()) << "nothing deduplicated against a condemned pack";
+  // The early backup ends without committing; gc, while "late" still runs,
+  // deletes the condemned packs: "late" was not among the listed backups.
+  early.reset();
+  {
+    auto maint = open_as(maint_opts);
+    ASSERT_NE(maint, nullptr);
+    auto report = maint->gc(GcOptions{}, nullptr);
+    ASSERT_TRUE(report) << report.error().message();
+    EXPECT_GT(report->packs_deleted, 0u);
+    EXPECT_EQ(report->manifests_deleted, 1u);
+    // The packs "late" has uploaded and not yet committed wait for it.
+    EXPECT_EQ(report->packs_pending, 4u);
+    EXPECT_EQ(report->waiting_for.size(), 1u);
+  }
+  auto g = (*w)->commit(false);
+  ASSERT_TRUE(g) << g.error().message();
+  w->reset();
+  late.reset();
+  for (const char* name : {"late", "fresh"}) {
+    SCOPED_TRACE(name);
+    auto r = reader(name);
+    ASSERT_NE(r, nullptr);
+    expect_restores(*r, g->id, copy, copy.bytes);
+    auto v = r->verify(VerifyOptions{.data = true}, nullptr, {});
+    ASSERT_TRUE(v);
+    EXPECT_TRUE(v->clean()) << (v->problems.empty() ? (v->damage.empty() ? "" : v->damage[0].what) : v->problems[0]);
+  }
+}
+
+// gc waits (GcOptions::wait_s) for the backups listed with its condemnation,
+// not for backups that start after it, and then deletes in the same run.
+TEST_P(ConcurrentBackupTest, GcWaitsForTheBackupsRunningWhenItCondemnedAndDeletesInTheSameRun) {
+  init(128 << 10);
+  std::mt19937_64 rng(53);
+  SimDevice old_dev{"/dev/old", std::vector<uint8_t>(6 * kChunk)};
+  for (auto& x : old_dev.bytes) x = static_cast<uint8_t>(rng());
+  {
+    auto r = open_as(host("h"));
+    ASSERT_TRUE(backup(*r, {&old_dev}, true));
+  }
+  auto running = open_as(host("running"));
+  ASSERT_NE(running, nullptr);
+  auto maint_opts = host("maint", false);
+  maint_opts.backups_alongside = true;
+  auto maint = open_as(maint_opts);
+  ASSERT_NE(maint, nullptr);
+  ASSERT_TRUE(maint->forget({1}));
+  std::unique_ptr<Repository> newcomer;
+  auto watcher = S3Storage::open(repo_path());
+  ASSERT_TRUE(watcher);
+  std::thread other([&] {
+    // A backup that starts once gc has condemned (and listed the backups
+    // then running), while gc waits, and still runs when gc ends.
+    for (int i = 0; i < 600; ++i) {
+      auto names = (*watcher)->list("condemned/");
+      if (names && std::any_of(names->begin(), names->end(), [](const std::string& n) { return n.ends_with(".backups"); })) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    newcomer = open_as(host("newcomer"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    running.reset();
+  });
+  const int64_t t0 = now_ms();
+  GcOptions o;
+  o.wait_s = 60;
+  auto report = maint->gc(o, nullptr);
+  other.join();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_GE(now_ms() - t0, 1500);
+  EXPECT_GT(report->packs_deleted, 0u);
+  EXPECT_EQ(report->manifests_deleted, 1u);
+  EXPECT_EQ(report->packs_pending, 0u);
+  ASSERT_NE(newcomer, nullptr);
+  EXPECT_TRUE(maint->storage().list("condemned/")->empty());
+}
+
+TEST_P(ConcurrentBackupTest, ABackupRunsWhilePruneAndGcHoldTheLockButWaitsForOtherHolders) {
   init();
-  auto maint = open_as(host("maint", /*shared=*/false));
+  auto maint_opts = host("maint", /*shared=*/false);
+  maint_opts.backups_alongside = true;
+  auto maint = open_as(maint_opts);
+  ASSERT_NE(maint, nullptr);
+  auto alongside = Repository::open(repo_path(), host("h1"));
+  ASSERT_TRUE(alongside) << alongside.error().message();
+  alongside->reset();
+  maint.reset();
+
+  maint = open_as(host("maint", /*shared=*/false));  // an index rebuild's or a key change's lock
   ASSERT_NE(maint, nullptr);
   auto refused = Repository::open(repo_path(), host("h1"));
   ASSERT_FALSE(refused);

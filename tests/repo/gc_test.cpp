@@ -188,6 +188,40 @@ TEST_F(GcTest, ManifestsNoRemainingGenerationNeedsAreDeleted) {
   EXPECT_EQ(gens->at(0).state, GenerationState::kPruned);
 }
 
+// Every generation of a device removed: its newest one's map is kept only
+// while its manifest is (a backup may be building on it); with no backup
+// running, one gc deletes the manifest, the map and the packs together, and
+// leaves no condemnation behind.
+TEST_F(GcTest, ADeviceWhoseEveryGenerationIsRemovedLeavesNothingAfterOneGc) {
+  init();
+  std::mt19937_64 rng(6);
+  a_ = SimDevice{"a", std::vector<uint8_t>(6 * kChunk)};
+  for (auto& x : a_.bytes) x = static_cast<uint8_t>(rng());
+  SimDevice b{"b", std::vector<uint8_t>(4 * kChunk)};
+  for (auto& x : b.bytes) x = static_cast<uint8_t>(rng());
+  auto repo = open(true);
+  ASSERT_TRUE(backup(*repo, {&a_}, true));  // 1
+  a_.mutate(rng, 2);
+  ASSERT_TRUE(backup(*repo, {&a_}, false));  // 2: delta on 1
+  ASSERT_TRUE(backup(*repo, {&b}, true));    // 3: kept
+  const uint64_t before = repo_bytes();
+  ASSERT_TRUE(repo->forget({1, 2}));
+  auto report = repo->gc(GcOptions{}, nullptr);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->manifests_deleted, 2u);
+  EXPECT_GT(report->packs_deleted + report->packs_rewritten, 0u);
+  EXPECT_EQ(report->packs_pending + report->manifests_pending, 0u);
+  EXPECT_LT(repo_bytes(), before);
+  EXPECT_TRUE(repo->storage().list("condemned/")->empty()) << "nothing is left condemned";
+  auto again = repo->gc(GcOptions{}, nullptr);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->packs_deleted + again->packs_rewritten + again->manifests_deleted + again->leftovers_deleted, 0u);
+  auto stats = repo->stats();
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->chunks, 4u) << "only generation 3's chunks are left";
+  expect_restores(*repo, 3, b, b.bytes);
+}
+
 TEST_F(GcTest, LeftoversOfInterruptedWritesAreCleanedUp) {
   build_history();
   // An interrupted backup's published pack, and temp files of interrupted writes.
