@@ -19,6 +19,7 @@
 #include "app/repo_access.h"
 #include "app/verify_selection.h"
 #include "kernel/module.h"
+#include "repo/condemned.h"
 #include "repo/lock.h"
 #include "repo/repository.h"
 #include "repo/s3_storage.h"
@@ -365,8 +366,22 @@ Status cmd_status_impl(Context& ctx, const StatusOptions& opts) {
                         stats.packs, stats.chunks, format_bytes(stats.chunk_raw_bytes));
     text += fmt::format("  generations: {} committed, {} failed\n", committed, failed);
     text += fmt::format("  lock: {}\n", holder ? "held by " + *holder : "free");
+    json condemned = nullptr;
     if (repo::is_remote_repository(ctx.repo)) {
       text += fmt::format("  backups in progress: {}\n", backups.empty() ? std::string("none") : fmt::format("{}", fmt::join(backups, "; ")));
+      // What gc condemned and will delete once the backups running then have
+      // ended (docs/OBJECT-STORAGE.md).
+      BLKVAULT_TRY_ASSIGN(auto conds, repo::load_condemnations(repo->storage()));
+      size_t packs = 0, manifests = 0;
+      for (const auto& cd : conds) {
+        packs += cd.packs.size();
+        manifests += cd.manifests.size();
+      }
+      condemned = {{"condemnations", conds.size()}, {"packs", packs}, {"manifests", manifests}};
+      text += conds.empty() ? std::string("  condemned by gc: none\n")
+                            : fmt::format("  condemned by gc: {} pack(s) and {} manifest(s), deleted by the first gc "
+                                          "after the backups running when it condemned them\n",
+                                          packs, manifests);
     }
     // The last good backup of each device, newest generation first.
     json last = json::array();
@@ -411,6 +426,7 @@ Status cmd_status_impl(Context& ctx, const StatusOptions& opts) {
                        {"generations_failed", failed},
                        {"lock_holder", holder ? json(*holder) : json(nullptr)},
                        {"backups_in_progress", backups},
+                       {"condemned", condemned},
                        {"last_good", last},
                        {"verification", verification},
                        {"cbt_audit_events", events}};

@@ -56,7 +56,10 @@ Result<std::vector<Condemnation>> load_condemnations(Storage& storage) {
     auto j = read_json(storage, name);
     if (!j) {
       if (j.error().code() == ErrorCode::kNotFound) continue;  // another gc finished it meanwhile
-      return tl::unexpected(std::move(j).error());
+      if (j.error().code() != ErrorCode::kCorrupt) return tl::unexpected(std::move(j).error());
+      c.damage = j.error().message();
+      out.push_back(std::move(c));
+      continue;
     }
     try {
       c.packs = strings(*j, "packs");
@@ -66,7 +69,10 @@ Result<std::vector<Condemnation>> load_condemnations(Storage& storage) {
         c.uploads.push_back({u.at("key").get<std::string>(), u.at("upload_id").get<std::string>()});
       }
     } catch (const std::exception& e) {
-      return fail(ErrorCode::kCorrupt, "condemnation " + name + " is damaged: " + e.what());
+      c = Condemnation{name};
+      c.damage = "condemnation " + name + " is damaged: " + e.what();
+      out.push_back(std::move(c));
+      continue;
     }
     const std::string backups = name + std::string(kBackupsSuffix);
     if (have.count(backups)) {
@@ -75,8 +81,10 @@ Result<std::vector<Condemnation>> load_condemnations(Storage& storage) {
         try {
           c.backups = strings(*b, "backups");
         } catch (const std::exception& e) {
-          return fail(ErrorCode::kCorrupt, "condemnation " + backups + " is damaged: " + e.what());
+          c.damage = "condemnation " + backups + " is damaged: " + e.what();
         }
+      } else if (b.error().code() == ErrorCode::kCorrupt) {
+        c.damage = b.error().message();
       } else if (b.error().code() != ErrorCode::kNotFound) {
         return tl::unexpected(std::move(b).error());
       }

@@ -51,12 +51,17 @@ struct Condemnation {
   // The backup markers alive when it was published; nullopt while its
   // ".backups" file is missing (gc stopped in between: it is void).
   std::optional<std::vector<std::string>> backups;
+  // Why it could not be read, when so: its list or its ".backups" file is
+  // damaged. Then it is void too (gc deletes it and condemns anew; a backup
+  // warns and goes on, as gc deletes nothing under it).
+  std::optional<std::string> damage;
 
   bool empty() const { return packs.empty() && manifests.empty() && files.empty() && uploads.empty(); }
 };
 
-// Every condemnation in `storage`, oldest first. One that cannot be parsed is
-// kCorrupt, naming it (gc stops: it cannot tell what a backup relies on).
+// Every condemnation in `storage`, oldest first; one that cannot be parsed is
+// returned with its `damage`. kUnsupported for a format version this blkvault
+// does not know; storage errors as they are.
 Result<std::vector<Condemnation>> load_condemnations(Storage& storage);
 
 // Publishes `c` under a name later than every existing condemnation (sets

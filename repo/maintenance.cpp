@@ -320,7 +320,8 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
   std::set<GenerationId> held_manifests;
   std::set<UploadRef> held_uploads;
   for (auto& c : earlier) {
-    if (!c.backups) {
+    if (c.damage) impl.logger().warning(*c.damage + "; it is void, and what it listed is condemned anew");
+    if (!c.backups || c.damage) {
       void_ones.push_back(std::move(c));
       continue;
     }

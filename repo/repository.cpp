@@ -767,14 +767,20 @@ Status Repository::Impl::note_gc_mark(const std::string& mark) {
 Status Repository::Impl::load_condemned_packs() {
   BLKVAULT_TRY_ASSIGN(auto all, load_condemnations(*storage));
   condemned_packs.clear();
-  for (const auto& c : all) condemned_packs.insert(c.packs.begin(), c.packs.end());
+  for (const auto& c : all) {
+    // gc deletes nothing under a damaged condemnation (it is void).
+    if (c.damage) logger().warning(*c.damage + "; the next gc replaces it");
+    condemned_packs.insert(c.packs.begin(), c.packs.end());
+  }
   return {};
 }
 
 Result<std::string> Repository::Impl::condemned_pack_condition() {
   if (condemned_packs.empty()) return std::string();
-  // In memory: the index's VFS (common/env.h) has no anonymous temporary files.
-  BLKVAULT_TRY(db->exec("PRAGMA temp_store = MEMORY"));
+  // In memory: the index's VFS (common/env.h) has no anonymous temporary
+  // files. Set once per connection (setting it drops the temporary tables).
+  BLKVAULT_TRY_ASSIGN(auto temp_store, db->query_int("PRAGMA temp_store"));
+  if (temp_store.value_or(0) != 2) BLKVAULT_TRY(db->exec("PRAGMA temp_store = MEMORY"));
   BLKVAULT_TRY(db->exec("CREATE TEMP TABLE IF NOT EXISTS condemned_packs(name TEXT PRIMARY KEY)"));
   BLKVAULT_TRY(db->exec("DELETE FROM temp.condemned_packs"));
   BLKVAULT_TRY_ASSIGN(auto add, db->prepare("INSERT OR IGNORE INTO temp.condemned_packs(name) VALUES (?)"));

@@ -64,7 +64,8 @@ TEST_F(S3CliTest, InitBackupRestoreVerifyRoundTrip) {
   EXPECT_GT(v["packs"].get<uint64_t>(), 0u);
   auto status = bv({"status"});
   EXPECT_EQ(status.exit_status, 0) << status.err;
-  EXPECT_NE(status.out.find("  lock: free\n  backups in progress: none\n"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("  lock: free\n  backups in progress: none\n  condemned by gc: none\n"), std::string::npos)
+      << status.out;
   // Nothing of the repository lives outside the bucket but this host's cache.
   EXPECT_FALSE(std::filesystem::exists(dir_ / "repo"));
 }
@@ -307,6 +308,10 @@ TEST_F(S3CliTest, PruneAndGcFromOneHostRunAlongsideAnotherHostsBackupAndLoseNoth
       << text.out;
   auto status = bv({"status"}, "", maint);
   EXPECT_NE(status.out.find("  backups in progress: pid "), std::string::npos) << status.out;
+  EXPECT_TRUE(std::regex_search(status.out, std::regex("\n  condemned by gc: \\d+ pack\\(s\\) and 0 manifest\\(s\\), "
+                                                       "deleted by the first gc after the backups running when it "
+                                                       "condemned them\n")))
+      << status.out;
   // Once the backup has committed, gc (waiting for it with --lock-wait) deletes.
   std::thread release([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));

@@ -222,6 +222,31 @@ TEST_F(GcTest, ADeviceWhoseEveryGenerationIsRemovedLeavesNothingAfterOneGc) {
   expect_restores(*repo, 3, b, b.bytes);
 }
 
+// A damaged condemnation (an object of a gc on object storage) is void: a
+// backup goes on, and gc replaces it instead of stopping.
+TEST_F(GcTest, ADamagedCondemnationIsVoidAndReplaced) {
+  build_history();
+  {
+    auto storage = LocalStorage::open(repo_path());
+    ASSERT_TRUE(storage);
+    const std::string junk = "{\"version\": 1, \"packs\": 7}";
+    ASSERT_TRUE((*storage)->put("condemned/00000000000000000005",
+                                std::span(reinterpret_cast<const uint8_t*>(junk.data()), junk.size())));
+  }
+  auto repo = open(true);
+  ASSERT_NE(repo, nullptr);
+  std::mt19937_64 rng(8);
+  a_.mutate(rng, 1);
+  b_.mutate(rng, 1);
+  auto g = backup(*repo, {&a_, &b_}, false);
+  ASSERT_TRUE(g) << g.error().message();
+  history_[g->id] = {a_.bytes, b_.bytes};
+  auto report = repo->gc(GcOptions{}, nullptr);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(repo->storage().list("condemned/")->empty());
+  expect_all_remaining(*repo);
+}
+
 TEST_F(GcTest, LeftoversOfInterruptedWritesAreCleanedUp) {
   build_history();
   // An interrupted backup's published pack, and temp files of interrupted writes.
