@@ -8,13 +8,13 @@
 //      nothing live, packs mostly garbage, and leftovers (packs the index does
 //      not know, temp files of interrupted writes, orphaned tombstones,
 //      unfinished multipart uploads);
-//   2. condemn what is garbage and not yet condemned; carry out every ripe
-//      condemnation: replay the manifests committed meanwhile, then in one
-//      index transaction drop the removed generations whose manifests go and
-//      every map row nothing reads, delete those manifests and tombstones,
-//      the packs with still nothing live (index rows first, then the files),
-//      the leftovers, and the condemnation itself;
-//   3. rewrite packs mostly garbage: live blobs are checked and copied into a
+//   2. condemn what is garbage and not yet condemned;
+//   3. carry out every ripe condemnation: replay the manifests committed
+//      meanwhile, then in one index transaction drop the removed generations
+//      whose manifests go and every map row nothing reads, delete those
+//      manifests and tombstones, the packs with still nothing live (index
+//      rows first, then the files), the leftovers, and the condemnation;
+//   4. rewrite packs mostly garbage: live blobs are checked and copied into a
 //      new pack that is published durably, then one transaction moves the
 //      chunks to it; the old pack is condemned and, when ripe, deleted.
 // With no backup able to run (a local directory's flock, or the exclusive
@@ -454,9 +454,10 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
     }
   };
 
-  // Steps 3 and 5: what is garbage now and not yet condemned is condemned,
-  // and every ripe condemnation carried out. Before step 4, so that a nearly
-  // full filesystem has this space for the rewrite.
+  // Steps 2 and 3 (docs/FORMAT.md numbers them): what is garbage now and not
+  // yet condemned is condemned, and every ripe condemnation carried out.
+  // Before the rewrites, so that a nearly full filesystem has this space for
+  // them.
   Condemnation fresh;
   for (auto id : drop_manifests) {
     if (!held_manifests.count(id)) fresh.manifests.push_back(id);
@@ -489,7 +490,15 @@ Result<GcReport> Repository::gc(const GcOptions& options, const CancelToken* can
   // published durably, and the index moves them there in one transaction;
   // the old pack, with nothing live left in it, is then condemned. Out of
   // space, it stops: the unpublished new pack is discarded and the old one
-  // stays referenced.
+  // stays referenced. Planned again: carrying out replayed the generations
+  // committed meanwhile (and may have rebuilt the index).
+  BLKVAULT_TRY_ASSIGN(auto now_packs, pack_liveness(db, std::string(kLiveRow)));
+  sparse.clear();
+  for (const auto& p : now_packs) {
+    if (p.live_chunks > 0 && static_cast<double>(p.live_bytes) < options.repack_below * static_cast<double>(p.size)) {
+      sparse.push_back(&p);
+    }
+  }
   auto out_of_space = [&](const PackRow& p, const Error& e) {
     report.warnings.push_back("not rewriting pack " + p.name + " (" + std::to_string(p.size - p.live_bytes) +
                               " bytes of garbage) nor any after it: " + e.message() +

@@ -486,6 +486,29 @@ class ConcurrentBackupTest : public BackendTest {
     o.cache_dir = dir_ / (name + "-cache");
     return open_as(o);
   }
+  // A device of `chunks` random chunks (seeded), backed up in full from `host_name`.
+  SimDevice backed_up_device(const std::string& host_name, const std::string& name, uint64_t chunks, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    SimDevice d{name, std::vector<uint8_t>(chunks * kChunk)};
+    for (auto& x : d.bytes) x = static_cast<uint8_t>(rng());
+    auto r = open_as(host(host_name));
+    EXPECT_NE(r, nullptr);
+    if (r != nullptr) EXPECT_TRUE(backup(*r, {&d}, true));
+    return d;
+  }
+  // Each host's index cache (a new one for a host that has none) restores
+  // `gen` of `d` byte-identical, and verify --data finds it clean.
+  void expect_restores_on(std::initializer_list<const char*> hosts, GenerationId gen, const SimDevice& d) {
+    for (const char* name : hosts) {
+      SCOPED_TRACE(name);
+      auto r = reader(name);
+      ASSERT_NE(r, nullptr);
+      expect_restores(*r, gen, d, d.bytes);
+      auto v = r->verify(VerifyOptions{.data = true}, nullptr, {});
+      ASSERT_TRUE(v);
+      EXPECT_TRUE(v->clean()) << (v->problems.empty() ? (v->damage.empty() ? "" : v->damage[0].what) : v->problems[0]);
+    }
+  }
   // Every blob in every pack of the store, by chunk id: how often each is stored.
   std::map<std::string, int> stored_copies(Repository& r) {
     std::map<std::string, int> out;
@@ -766,28 +789,14 @@ TEST_P(ConcurrentBackupTest, GcAlongsideARunningBackupDeletesNothingItUsesAndThe
   EXPECT_TRUE(*maint->storage().exists(manifest_name(2))) << "generation 3 is a delta against it";
   EXPECT_TRUE(maint->storage().list("condemned/")->empty());
   maint.reset();
-  for (const char* name : {"busy", "maint", "fresh"}) {
-    SCOPED_TRACE(name);
-    auto r = reader(name);
-    ASSERT_NE(r, nullptr);
-    expect_restores(*r, 3, dev, dev.bytes);
-    auto v = r->verify(VerifyOptions{.data = true}, nullptr, {});
-    ASSERT_TRUE(v);
-    EXPECT_TRUE(v->clean()) << (v->problems.empty() ? (v->damage.empty() ? "" : v->damage[0].what) : v->problems[0]);
-  }
+  expect_restores_on({"busy", "maint", "fresh"}, 3, dev);
 }
 
 // A backup that starts after gc condemned packs stores their chunks again
 // rather than deduplicate against them, so a gc may delete them while it runs.
 TEST_P(ConcurrentBackupTest, ABackupStartedAfterACondemnationDoesNotUseTheCondemnedPacks) {
   init(128 << 10);
-  std::mt19937_64 rng(47);
-  SimDevice old_dev{"/dev/old", std::vector<uint8_t>(8 * kChunk)};
-  for (auto& x : old_dev.bytes) x = static_cast<uint8_t>(rng());
-  {
-    auto r = open_as(host("late"));
-    ASSERT_TRUE(backup(*r, {&old_dev}, true));  // generation 1: removed below
-  }
+  SimDevice old_dev = backed_up_device("late", "/dev/old", 8, 47);  // generation 1: removed below
   auto early = open_as(host("early"));  // a backup running while gc condemns
   ASSERT_NE(early, nullptr);
   auto maint_opts = host("maint", false);
@@ -829,28 +838,14 @@ TEST_P(ConcurrentBackupTest, ABackupStartedAfterACondemnationDoesNotUseTheCondem
   ASSERT_TRUE(g) << g.error().message();
   w->reset();
   late.reset();
-  for (const char* name : {"late", "fresh"}) {
-    SCOPED_TRACE(name);
-    auto r = reader(name);
-    ASSERT_NE(r, nullptr);
-    expect_restores(*r, g->id, copy, copy.bytes);
-    auto v = r->verify(VerifyOptions{.data = true}, nullptr, {});
-    ASSERT_TRUE(v);
-    EXPECT_TRUE(v->clean()) << (v->problems.empty() ? (v->damage.empty() ? "" : v->damage[0].what) : v->problems[0]);
-  }
+  expect_restores_on({"late", "fresh"}, g->id, copy);
 }
 
 // gc waits (GcOptions::wait_s) for the backups listed with its condemnation,
 // not for backups that start after it, and then deletes in the same run.
 TEST_P(ConcurrentBackupTest, GcWaitsForTheBackupsRunningWhenItCondemnedAndDeletesInTheSameRun) {
   init(128 << 10);
-  std::mt19937_64 rng(53);
-  SimDevice old_dev{"/dev/old", std::vector<uint8_t>(6 * kChunk)};
-  for (auto& x : old_dev.bytes) x = static_cast<uint8_t>(rng());
-  {
-    auto r = open_as(host("h"));
-    ASSERT_TRUE(backup(*r, {&old_dev}, true));
-  }
+  SimDevice old_dev = backed_up_device("h", "/dev/old", 6, 53);
   auto running = open_as(host("running"));
   ASSERT_NE(running, nullptr);
   auto maint_opts = host("maint", false);
