@@ -164,6 +164,11 @@ Result<std::vector<uint8_t>> S3Storage::get_range(std::string_view name, uint64_
   return client_.get_range(key_for(name), offset, length);
 }
 
+Status S3Storage::get_range_into(std::string_view name, uint64_t offset, uint64_t length, std::vector<uint8_t>& out) {
+  BLKVAULT_TRY(check_name(name));
+  return client_.get_range_into(key_for(name), offset, length, out);
+}
+
 Result<uint64_t> S3Storage::size(std::string_view name) {
   BLKVAULT_TRY(check_name(name));
   BLKVAULT_TRY_ASSIGN(auto n, client_.head(key_for(name)));

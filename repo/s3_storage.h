@@ -44,6 +44,7 @@ class S3Storage final : public Storage {
   Result<std::unique_ptr<Writer>> create(std::string_view name) override;
   Result<std::vector<uint8_t>> get(std::string_view name) override;
   Result<std::vector<uint8_t>> get_range(std::string_view name, uint64_t offset, uint64_t length) override;
+  Status get_range_into(std::string_view name, uint64_t offset, uint64_t length, std::vector<uint8_t>& out) override;
   Result<uint64_t> size(std::string_view name) override;
   Result<bool> exists(std::string_view name) override;
   Result<std::vector<std::string>> list(std::string_view prefix) override;
