@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "repo/s3_client.h"
 #include "repo/storage.h"
@@ -65,6 +66,11 @@ class S3Storage final : public Storage {
   // A slot for one part upload: waits while uploads_in_flight() are under way.
   void acquire_upload_slot();
   void release_upload_slot();
+  // An empty buffer with room for a part, reused from part to part and from
+  // pack to pack: a new one per part was mapped and faulted in again each
+  // time. give_part_buffer() takes one back (keeping a few).
+  std::vector<uint8_t> take_part_buffer();
+  void give_part_buffer(std::vector<uint8_t> buffer);
   s3::Client& client() { return client_; }
   std::string key_for(std::string_view name) const { return client_.endpoint().prefix + std::string(name); }
 
@@ -76,6 +82,8 @@ class S3Storage final : public Storage {
   std::mutex slots_mu_;
   std::condition_variable slots_cv_;
   size_t slots_used_ = 0;
+  std::mutex parts_mu_;
+  std::vector<std::vector<uint8_t>> spare_parts_;  // guarded by parts_mu_
 };
 
 }  // namespace blkvault::repo
