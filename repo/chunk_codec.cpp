@@ -95,37 +95,48 @@ ChunkCodec::~ChunkCodec() = default;
 
 Result<std::vector<uint8_t>> ChunkCodec::seal(const ChunkId& id, std::span<const uint8_t> data) {
   if (data.size() > UINT32_MAX) return fail(ErrorCode::kInternal, "chunk larger than 4 GiB");
-  std::vector<uint8_t> out(BlobHeader::kSize + ZSTD_compressBound(data.size()));
-  size_t n = ZSTD_compressCCtx(ctx_->c, out.data() + BlobHeader::kSize, out.size() - BlobHeader::kSize, data.data(),
-                               data.size(), level_);
+  // Compressed into the reused scratch buffer after one byte of room (the
+  // compression byte an encrypted blob's plaintext starts with), so the blob
+  // returned is allocated at its final size: a new buffer of the compression
+  // bound per chunk was zero-filled and faulted in whole (1 MiB for a 1 MiB
+  // chunk whatever it compressed to).
+  std::vector<uint8_t>& plain = scratch_;
+  const size_t bound = 1 + ZSTD_compressBound(data.size());
+  if (plain.size() < bound) plain.resize(bound);
+  size_t n = ZSTD_compressCCtx(ctx_->c, plain.data() + 1, plain.size() - 1, data.data(), data.size(), level_);
   if (ZSTD_isError(n)) return fail(ErrorCode::kInternal, fmt::format("zstd: {}", ZSTD_getErrorName(n)));
   BlobHeader h;
   h.id = id;
   h.raw_size = static_cast<uint32_t>(data.size());
+  std::span<const uint8_t> payload;
   if (n < data.size()) {
     h.compression = Compression::kZstd;
     h.stored_size = static_cast<uint32_t>(n);
+    payload = std::span<const uint8_t>(plain).subspan(1, n);
   } else {
     h.compression = Compression::kNone;
     h.stored_size = h.raw_size;
-    std::memcpy(out.data() + BlobHeader::kSize, data.data(), data.size());
+    payload = data;
   }
+  std::vector<uint8_t> out;
   if (keys_ != nullptr && keys_->cipher() != Cipher::kNone) {
     // plaintext = compression byte || payload; the header's compression says none.
-    std::vector<uint8_t>& plain = scratch_;
-    plain.resize(1 + h.stored_size);
+    if (h.compression == Compression::kNone) std::memcpy(plain.data() + 1, data.data(), data.size());
     plain[0] = static_cast<uint8_t>(h.compression);
-    std::memcpy(plain.data() + 1, out.data() + BlobHeader::kSize, h.stored_size);
+    const size_t plain_bytes = 1 + h.stored_size;
     h.compression = Compression::kNone;
     h.cipher = static_cast<uint8_t>(keys_->cipher());
-    h.stored_size = static_cast<uint32_t>(plain.size() + keys_->overhead());
+    h.stored_size = static_cast<uint32_t>(plain_bytes + keys_->overhead());
     const auto ad = h.encode();
-    if (out.size() < BlobHeader::kSize + h.stored_size) out.resize(BlobHeader::kSize + h.stored_size);
-    BLKVAULT_TRY_ASSIGN(size_t n, keys_->seal_into(Keys::Use::kData, plain, std::span(ad).first(32),
-                                                   std::span(out).subspan(BlobHeader::kSize)));
-    if (n != h.stored_size) return fail(ErrorCode::kInternal, "sealed size mismatch");
+    out.resize(BlobHeader::kSize + h.stored_size);
+    BLKVAULT_TRY_ASSIGN(size_t sealed, keys_->seal_into(Keys::Use::kData, std::span(plain).first(plain_bytes),
+                                                        std::span(ad).first(32),
+                                                        std::span(out).subspan(BlobHeader::kSize)));
+    if (sealed != h.stored_size) return fail(ErrorCode::kInternal, "sealed size mismatch");
+  } else {
+    out.resize(BlobHeader::kSize + h.stored_size);
+    std::memcpy(out.data() + BlobHeader::kSize, payload.data(), payload.size());
   }
-  out.resize(BlobHeader::kSize + h.stored_size);
   h.data_checksum = XXH3_64bits(out.data() + BlobHeader::kSize, h.stored_size);
   auto hb = h.encode();
   std::memcpy(out.data(), hb.data(), hb.size());

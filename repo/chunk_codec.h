@@ -80,8 +80,9 @@ class ChunkCodec {
   std::shared_ptr<const Keys> keys_;
   std::unique_ptr<Contexts> ctx_;
   // Reused between calls (a codec serves one thread at a time): the
-  // plaintext of an encrypted blob, so sealing and opening allocate (and
-  // fault in) no second chunk-sized buffer each time.
+  // compressed bytes seal() produces, which are also an encrypted blob's
+  // plaintext, and the plaintext open_into() decrypts, so sealing and
+  // opening allocate (and fault in) no second chunk-sized buffer each time.
   std::vector<uint8_t> scratch_;
 };
 

@@ -158,11 +158,18 @@ Result<std::vector<uint8_t>> LocalStorage::get(std::string_view name) {
 }
 
 Result<std::vector<uint8_t>> LocalStorage::get_range(std::string_view name, uint64_t offset, uint64_t length) {
+  std::vector<uint8_t> out;
+  BLKVAULT_TRY(get_range_into(name, offset, length, out));
+  return out;
+}
+
+Status LocalStorage::get_range_into(std::string_view name, uint64_t offset, uint64_t length,
+                                    std::vector<uint8_t>& out) {
   BLKVAULT_TRY_ASSIGN(std::string path, path_for(name, false));
   BLKVAULT_TRY_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY | O_NOFOLLOW));
-  std::vector<uint8_t> out(length);
+  out.resize(length);
   BLKVAULT_TRY(pread_full(fd.get(), out, offset, path));
-  return out;
+  return {};
 }
 
 Result<uint64_t> LocalStorage::size(std::string_view name) {

@@ -134,9 +134,31 @@ size_t read_cb(char* buf, size_t size, size_t n, void* user) {
   return want;
 }
 
+// Where an answer's body goes: Request::into for a 2xx answer when the
+// request gives one (the status is known once the headers are in, before any
+// body byte), else Response::body.
+struct WriteState {
+  CURL* curl;
+  std::string* body;
+  std::vector<uint8_t>* into;
+  size_t into_bytes = 0;
+};
+
 size_t write_cb(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
+  auto* st = static_cast<WriteState*>(user);
+  const size_t bytes = size * n;
+  if (st->into != nullptr) {
+    long status = 0;
+    curl_easy_getinfo(st->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300) {
+      if (st->into->size() < st->into_bytes + bytes) st->into->resize(st->into_bytes + bytes);
+      std::memcpy(st->into->data() + st->into_bytes, data, bytes);
+      st->into_bytes += bytes;
+      return bytes;
+    }
+  }
+  st->body->append(data, bytes);
+  return bytes;
 }
 
 size_t header_cb(char* data, size_t size, size_t n, void* user) {
@@ -341,8 +363,9 @@ Result<Client::Response> Client::send_once(void* handle, const Request& req, con
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, options_.verify_tls ? 1L : 0L);
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, options_.verify_tls ? 2L : 0L);
   if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+  WriteState ws{curl, &resp.body, req.into};
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp.body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &ws);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp.headers);
   if (req.method == "PUT") {
@@ -370,6 +393,8 @@ Result<Client::Response> Client::send_once(void* handle, const Request& req, con
                                             errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc)));
   }
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
+  if (req.into != nullptr) req.into->resize(ws.into_bytes);
+  resp.into_bytes = ws.into_bytes;
   return resp;
 }
 
@@ -389,7 +414,8 @@ bool tracing() {
 void trace(const Client::Request& req, const Result<Client::Response>& resp, double ms, int attempt) {
   std::string query;
   for (const auto& [k, v] : req.query) query += (query.empty() ? "?" : "&") + k + (v.empty() ? "" : "=" + v);
-  const std::string outcome = resp ? std::to_string(resp->status) + ", " + std::to_string(resp->body.size()) + " B back"
+  const std::string outcome = resp ? std::to_string(resp->status) + ", " +
+                                         std::to_string(resp->body.size() + resp->into_bytes) + " B back"
                                    : "no answer: " + resp.error().message();
   std::fputs(fmt::format("blkvault: s3: {} /{}{} ({} B) -> {} in {:.1f} ms{}\n", req.method, req.key, query,
                          req.body.size(), outcome, ms, attempt > 1 ? fmt::format(" (attempt {})", attempt) : "")
@@ -489,25 +515,38 @@ Result<std::vector<uint8_t>> Client::get(std::string_view key) {
 }
 
 Result<std::vector<uint8_t>> Client::get_range(std::string_view key, uint64_t offset, uint64_t length) {
+  std::vector<uint8_t> out;
+  BLKVAULT_TRY(get_range_into(key, offset, length, out));
+  return out;
+}
+
+Status Client::get_range_into(std::string_view key, uint64_t offset, uint64_t length, std::vector<uint8_t>& out) {
   if (length == 0) {
     BLKVAULT_TRY_ASSIGN(auto size, head(key));
     if (!size) return fail(ErrorCode::kNotFound, url_for(key) + ": not found");
     if (*size < offset) return fail(ErrorCode::kCorrupt, fmt::format("{}: shorter than {} bytes", url_for(key), offset));
-    return std::vector<uint8_t>();
+    out.clear();
+    return {};
   }
   Request req{"GET", std::string(key), {}, {{"range", fmt::format("bytes={}-{}", offset, offset + length - 1)}}, {}};
+  out.resize(length);  // the room the answer is received into, allocated once
+  req.into = &out;
   BLKVAULT_TRY_ASSIGN(auto resp, send(req));
   if (resp.status == 416) {
     return fail(ErrorCode::kCorrupt, fmt::format("{}: has no bytes at offset {}", url_for(key), offset));
   }
   if (resp.status != 206 && resp.status != 200) return fail(http_error(req, resp));
-  std::string body = std::move(resp.body);
-  if (resp.status == 200) body = body.size() > offset ? body.substr(offset, length) : std::string();
-  if (body.size() != length) {
-    return fail(ErrorCode::kCorrupt, fmt::format("{}: {} bytes at offset {} asked, {} there", url_for(key), length,
-                                                 offset, body.size()));
+  if (resp.status == 200) {
+    // A store that ignored the range sent the whole object.
+    const size_t there = out.size() > offset ? std::min<uint64_t>(length, out.size() - offset) : 0;
+    if (there > 0) std::memmove(out.data(), out.data() + offset, there);
+    out.resize(there);
   }
-  return std::vector<uint8_t>(body.begin(), body.end());
+  if (out.size() != length) {
+    return fail(ErrorCode::kCorrupt, fmt::format("{}: {} bytes at offset {} asked, {} there", url_for(key), length,
+                                                 offset, out.size()));
+  }
+  return {};
 }
 
 Result<std::optional<uint64_t>> Client::head(std::string_view key) {

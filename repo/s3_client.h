@@ -96,6 +96,9 @@ class Client {
   Result<std::vector<uint8_t>> get(std::string_view key);
   // Exactly `length` bytes at `offset` (kCorrupt when the object is shorter).
   Result<std::vector<uint8_t>> get_range(std::string_view key, uint64_t offset, uint64_t length);
+  // The same into `out` (resized to `length`, its capacity reused): the
+  // answer's body is received straight into it, with no copy in between.
+  Status get_range_into(std::string_view key, uint64_t offset, uint64_t length, std::vector<uint8_t>& out);
   // The object's size, or nullopt when there is none.
   Result<std::optional<uint64_t>> head(std::string_view key);
   // Deleting a missing key is not an error (S3 answers 204 either way).
@@ -121,7 +124,8 @@ class Client {
 
   struct Response {
     long status = 0;
-    std::string body;
+    std::string body;  // except a 2xx answer's received into Request::into
+    size_t into_bytes = 0;  // the bytes received into Request::into
     std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
     std::string header(std::string_view name) const;
   };
@@ -131,6 +135,10 @@ class Client {
     std::vector<std::pair<std::string, std::string>> query;
     std::vector<std::pair<std::string, std::string>> headers;
     std::span<const uint8_t> body;
+    // When set, a 2xx answer's body goes here (resized to what arrived; its
+    // capacity reused) instead of Response::body. Not owned; REQUIRES: it
+    // outlives send().
+    std::vector<uint8_t>* into = nullptr;
   };
   // Sends `req`, retrying as described above. Returns the final response
   // whatever its status; an error only when no response came.

@@ -16,12 +16,14 @@ namespace {
 // plus the one each writer is filling.
 class S3Writer final : public Storage::Writer {
  public:
-  S3Writer(S3Storage& storage, std::string name) : storage_(storage), name_(std::move(name)) {}
+  S3Writer(S3Storage& storage, std::string name)
+      : storage_(storage), name_(std::move(name)), buffer_(storage.take_part_buffer()) {}
   ~S3Writer() override {
     while (!inflight_.empty()) (void)drain_one();
     if (!committed_ && !upload_id_.empty()) {
       (void)storage_.client().abort_multipart(storage_.key_for(name_), upload_id_);
     }
+    storage_.give_part_buffer(std::move(buffer_));
   }
   Status append(std::span<const uint8_t> data) override {
     if (committed_) return fail(ErrorCode::kInternal, name_ + ": append after commit");
@@ -66,8 +68,7 @@ class S3Writer final : public Storage::Writer {
     }
     while (inflight_.size() >= storage_.uploads_in_flight()) BLKVAULT_TRY(drain_one());
     auto part = std::make_shared<std::vector<uint8_t>>(std::move(buffer_));
-    buffer_ = std::vector<uint8_t>();
-    buffer_.reserve(storage_.part_size());
+    buffer_ = storage_.take_part_buffer();
     const int number = next_part_++;
     S3Storage* storage = &storage_;
     const std::string id = upload_id_;
@@ -75,6 +76,7 @@ class S3Writer final : public Storage::Writer {
     inflight_.push_back(std::async(std::launch::async, [storage, key, id, number, part]() {
       auto etag = storage->client().upload_part(key, id, number, *part);
       storage->release_upload_slot();
+      storage->give_part_buffer(std::move(*part));
       return etag;
     }));
     return {};
@@ -120,6 +122,29 @@ void S3Storage::release_upload_slot() {
   slots_cv_.notify_one();
 }
 
+std::vector<uint8_t> S3Storage::take_part_buffer() {
+  std::vector<uint8_t> b;
+  {
+    std::lock_guard g(parts_mu_);
+    if (!spare_parts_.empty()) {
+      b = std::move(spare_parts_.back());
+      spare_parts_.pop_back();
+    }
+  }
+  b.clear();
+  b.reserve(part_size_);
+  return b;
+}
+
+void S3Storage::give_part_buffer(std::vector<uint8_t> buffer) {
+  // Enough for the parts in flight and the ones being filled; more would
+  // only hold memory.
+  std::lock_guard g(parts_mu_);
+  if (buffer.capacity() >= part_size_ && spare_parts_.size() < uploads_in_flight_ + 2) {
+    spare_parts_.push_back(std::move(buffer));
+  }
+}
+
 Result<std::unique_ptr<S3Storage>> S3Storage::open(const std::string& url,
                                                    std::shared_ptr<RateLimiter> upload_limiter) {
   BLKVAULT_TRY_ASSIGN(auto endpoint, s3::parse_url(url));
@@ -162,6 +187,11 @@ Result<std::vector<uint8_t>> S3Storage::get(std::string_view name) {
 Result<std::vector<uint8_t>> S3Storage::get_range(std::string_view name, uint64_t offset, uint64_t length) {
   BLKVAULT_TRY(check_name(name));
   return client_.get_range(key_for(name), offset, length);
+}
+
+Status S3Storage::get_range_into(std::string_view name, uint64_t offset, uint64_t length, std::vector<uint8_t>& out) {
+  BLKVAULT_TRY(check_name(name));
+  return client_.get_range_into(key_for(name), offset, length, out);
 }
 
 Result<uint64_t> S3Storage::size(std::string_view name) {

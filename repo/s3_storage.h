@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "repo/s3_client.h"
 #include "repo/storage.h"
@@ -44,6 +45,7 @@ class S3Storage final : public Storage {
   Result<std::unique_ptr<Writer>> create(std::string_view name) override;
   Result<std::vector<uint8_t>> get(std::string_view name) override;
   Result<std::vector<uint8_t>> get_range(std::string_view name, uint64_t offset, uint64_t length) override;
+  Status get_range_into(std::string_view name, uint64_t offset, uint64_t length, std::vector<uint8_t>& out) override;
   Result<uint64_t> size(std::string_view name) override;
   Result<bool> exists(std::string_view name) override;
   Result<std::vector<std::string>> list(std::string_view prefix) override;
@@ -70,6 +72,11 @@ class S3Storage final : public Storage {
   // A slot for one part upload: waits while uploads_in_flight() are under way.
   void acquire_upload_slot();
   void release_upload_slot();
+  // An empty buffer with room for a part, reused from part to part and from
+  // pack to pack: a new one per part was mapped and faulted in again each
+  // time. give_part_buffer() takes one back (keeping a few).
+  std::vector<uint8_t> take_part_buffer();
+  void give_part_buffer(std::vector<uint8_t> buffer);
   s3::Client& client() { return client_; }
   std::string key_for(std::string_view name) const { return client_.endpoint().prefix + std::string(name); }
 
@@ -81,6 +88,8 @@ class S3Storage final : public Storage {
   std::mutex slots_mu_;
   std::condition_variable slots_cv_;
   size_t slots_used_ = 0;
+  std::mutex parts_mu_;
+  std::vector<std::vector<uint8_t>> spare_parts_;  // guarded by parts_mu_
 };
 
 }  // namespace blkvault::repo

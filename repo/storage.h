@@ -51,6 +51,14 @@ class Storage {
   virtual Result<std::vector<uint8_t>> get(std::string_view name) = 0;
   // Exactly `length` bytes at `offset`; a short file is kCorrupt.
   virtual Result<std::vector<uint8_t>> get_range(std::string_view name, uint64_t offset, uint64_t length) = 0;
+  // The same into `out`, resized to `length`: its capacity is reused, so a
+  // caller reading range after range into one buffer allocates (and faults
+  // in) that buffer once, not once per read. On failure `out` holds anything.
+  // The default reads through get_range().
+  virtual Status get_range_into(std::string_view name, uint64_t offset, uint64_t length, std::vector<uint8_t>& out) {
+    BLKVAULT_TRY_ASSIGN(out, get_range(name, offset, length));
+    return {};
+  }
   virtual Result<uint64_t> size(std::string_view name) = 0;
   virtual Result<bool> exists(std::string_view name) = 0;
   // Names under `prefix` ("packs/"), sorted; recursive.
@@ -85,6 +93,7 @@ class LocalStorage final : public Storage {
   Result<std::unique_ptr<Writer>> create(std::string_view name) override;
   Result<std::vector<uint8_t>> get(std::string_view name) override;
   Result<std::vector<uint8_t>> get_range(std::string_view name, uint64_t offset, uint64_t length) override;
+  Status get_range_into(std::string_view name, uint64_t offset, uint64_t length, std::vector<uint8_t>& out) override;
   Result<uint64_t> size(std::string_view name) override;
   Result<bool> exists(std::string_view name) override;
   Result<std::vector<std::string>> list(std::string_view prefix) override;
