@@ -92,8 +92,16 @@ class DevWriter final : public DeviceWriter {
 class GenWriter final : public GenerationWriter {
  public:
   // `condemned`: Impl::condemned_pack_condition(), "" when gc condemned no pack.
-  GenWriter(Repository::Impl& repo, GenerationInfo info, std::string condemned)
-      : repo_(repo), info_(std::move(info)), condemned_(std::move(condemned)) {}
+  GenWriter(Repository::Impl& repo, GenerationInfo info, const std::string& condemned)
+      : repo_(repo),
+        info_(std::move(info)),
+        // Not a copy in a pack gc condemned: it may be deleted before this commits.
+        known_sql_("SELECT 1 FROM chunks WHERE hash = ? AND pack IS NOT NULL" +
+                   (condemned.empty() ? std::string() : " AND NOT " + condemned)),
+        // A chunk the index knows without a pack (a manifest referenced it and
+        // its pack was lost), or in a pack gc condemned, gets this copy.
+        fill_sql_("UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_size = ? WHERE hash = ? AND (pack IS NULL" +
+                  (condemned.empty() ? std::string() : " OR " + condemned) + ")") {}
   ~GenWriter() override {
     if (!done_) abort(Error(ErrorCode::kCancelled, "the backup stopped before it committed"));
   }
@@ -137,7 +145,8 @@ class GenWriter final : public GenerationWriter {
   bool done_ = false;
   std::vector<std::unique_ptr<DevWriter>> devices_;
 
-  const std::string condemned_;  // SQL: a chunks.pack gc condemned ("" when none)
+  const std::string known_sql_;  // store(): is a chunk already in a pack it may use
+  const std::string fill_sql_;   // insert_chunks(): give a placeless or condemned chunk this copy
   std::mutex chunks_mu_;  // known_
   // Chunks this generation stored (or is storing) that the index did not have.
   std::unordered_map<ChunkId, bool, ChunkIdHash> known_;
@@ -293,9 +302,7 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
     std::lock_guard g(chunks_mu_);
     if (known_.count(id)) return false;
     std::lock_guard r(repo_.mu);
-    // Not a copy in a pack gc condemned: it may be deleted before this commits.
-    BLKVAULT_TRY_ASSIGN(auto q, repo_.db->prepare("SELECT 1 FROM chunks WHERE hash = ? AND pack IS NOT NULL" +
-                                                  (condemned_.empty() ? std::string() : " AND NOT " + condemned_)));
+    BLKVAULT_TRY_ASSIGN(auto q, repo_.db->prepare(known_sql_));
     q.bind_blob(1, id);
     BLKVAULT_TRY_ASSIGN(bool in_index, q.step());
     if (in_index) return false;
@@ -370,11 +377,8 @@ Status GenWriter::record_published(size_t slot) {
 }
 
 Status GenWriter::insert_chunks(int64_t pack_row, std::span<const NewChunk> chunks) {
-  // A chunk the index knows without a pack (a manifest referenced it and its
-  // pack was lost), or in a pack gc condemned, gets this copy; otherwise a new row.
-  BLKVAULT_TRY_ASSIGN(auto fill, repo_.db->prepare(
-                                     "UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_size = ? WHERE hash = ? "
-                                     "AND (pack IS NULL" + (condemned_.empty() ? std::string() : " OR " + condemned_) + ")"));
+  // fill_sql_ gives a known chunk this copy; otherwise a new row.
+  BLKVAULT_TRY_ASSIGN(auto fill, repo_.db->prepare(fill_sql_));
   BLKVAULT_TRY_ASSIGN(auto add, repo_.db->prepare(
                                     "INSERT OR IGNORE INTO chunks(hash, pack, offset, length, raw_size) VALUES (?, ?, ?, ?, ?)"));
   for (const auto& c : chunks) {
@@ -610,7 +614,7 @@ Result<std::unique_ptr<GenerationWriter>> Repository::begin_generation(std::stri
   info.tool_version = std::move(tool_version);
   BLKVAULT_TRY_ASSIGN(std::string condemned, impl_->condemned_pack_condition());
   BLKVAULT_TRY(impl_->insert_generation(info));
-  return std::unique_ptr<GenerationWriter>(new GenWriter(*impl_, std::move(info), std::move(condemned)));
+  return std::unique_ptr<GenerationWriter>(new GenWriter(*impl_, std::move(info), condemned));
 }
 
 }  // namespace blkvault::repo

@@ -216,10 +216,12 @@ Result<bool> break_if_dead(Storage& storage, const std::string& name, const Lock
   return true;
 }
 
+}  // namespace
+
 // The backup markers that show signs of life; stale markers are deleted on
 // the way (their holders appended to `broke`, when given).
-Result<std::vector<LiveBackup>> live_backup_markers(Storage& storage, const ObjectLockOptions& options,
-                                                    std::vector<std::string>* broke) {
+Result<std::vector<LiveBackup>> RepoLock::live_backups(Storage& storage, const ObjectLockOptions& options,
+                                                       std::vector<std::string>* broke) {
   BLKVAULT_TRY_ASSIGN(auto names, storage.list(kBackupPrefix));
   std::vector<LiveBackup> live;
   for (const auto& n : names) {
@@ -242,8 +244,6 @@ Result<std::vector<LiveBackup>> live_backup_markers(Storage& storage, const Obje
   }
   return live;
 }
-
-}  // namespace
 
 struct RepoLock::ObjectLock {
   Storage* storage = nullptr;
@@ -367,7 +367,7 @@ Result<RepoLock> RepoLock::acquire_object(Storage& storage, double wait_seconds,
   // before them to finish; new ones wait for this lock (acquire_shared_object).
   if (backups_alongside) return lock;
   for (;;) {
-    BLKVAULT_TRY_ASSIGN(auto live, live_backup_markers(storage, options, broke_backups));
+    BLKVAULT_TRY_ASSIGN(auto live, live_backups(storage, options, broke_backups));
     if (live.empty()) return lock;
     if (std::chrono::steady_clock::now() >= deadline) {
       // Returning releases the lock again.
@@ -428,11 +428,6 @@ Result<RepoLock> RepoLock::acquire_shared_object(Storage& storage, double wait_s
   ObjectLock* o = object.get();
   o->refresher = std::thread([o] { o->run(); });
   return RepoLock(std::move(object));
-}
-
-Result<std::vector<LiveBackup>> RepoLock::live_backups(Storage& storage, const ObjectLockOptions& options,
-                                                       std::vector<std::string>* broke) {
-  return live_backup_markers(storage, options, broke);
 }
 
 Status RepoLock::check_held() const {
