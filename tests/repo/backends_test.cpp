@@ -17,6 +17,7 @@
 #include "common/file_io.h"
 #include "repo/pack.h"
 #include "repo/repository_impl.h"
+#include "repo/condemned.h"
 #include "repo/s3_storage.h"
 #include "repo_support.h"
 
@@ -882,6 +883,33 @@ TEST_P(ConcurrentBackupTest, GcWaitsForTheBackupsRunningWhenItCondemnedAndDelete
   EXPECT_EQ(report->packs_pending, 0u);
   ASSERT_NE(newcomer, nullptr);
   EXPECT_TRUE(maint->storage().list("condemned/")->empty());
+}
+
+// With no backup running, gc aborts an abandoned multipart upload at once, and
+// a condemnation whose ".backups" file never came (gc stopped in between) is
+// void: deleted, its items condemned anew and carried out.
+TEST_P(ConcurrentBackupTest, GcAbortsAnAbandonedUploadAndReplacesAVoidCondemnation) {
+  init();
+  auto s3 = S3Storage::open(repo_path());
+  ASSERT_TRUE(s3);
+  ASSERT_TRUE((*s3)->client().create_multipart((*s3)->key_for("packs/ab/ab000000000000000000000000000001")));
+  const std::string stray = "packs/cd/cd000000000000000000000000000002";
+  ASSERT_TRUE((*s3)->put(stray, std::vector<uint8_t>(100, 7)));
+  Condemnation void_one;
+  void_one.packs = {stray};
+  ASSERT_TRUE(publish_condemnation(**s3, void_one));
+  ASSERT_EQ((*s3)->list_uploads()->size(), 1u);
+  auto maint_opts = host("maint", false);
+  maint_opts.backups_alongside = true;
+  auto maint = open_as(maint_opts);
+  ASSERT_NE(maint, nullptr);
+  auto report = maint->gc(GcOptions{}, nullptr);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->leftovers_deleted, 2u) << "the upload and the stray pack";
+  EXPECT_EQ(report->packs_pending, 0u);
+  EXPECT_TRUE((*s3)->list_uploads()->empty());
+  EXPECT_FALSE(*(*s3)->exists(stray));
+  EXPECT_TRUE((*s3)->list("condemned/")->empty());
 }
 
 TEST_P(ConcurrentBackupTest, ABackupRunsWhilePruneAndGcHoldTheLockButWaitsForOtherHolders) {
