@@ -94,53 +94,53 @@ ChunkCodec::ChunkCodec(int zstd_level, std::shared_ptr<const Keys> keys)
 ChunkCodec::~ChunkCodec() = default;
 
 Result<std::vector<uint8_t>> ChunkCodec::seal(const ChunkId& id, std::span<const uint8_t> data) {
+  BLKVAULT_TRY_ASSIGN(auto blob, seal_view(id, data));
+  return std::vector<uint8_t>(blob.begin(), blob.end());
+}
+
+Result<std::span<const uint8_t>> ChunkCodec::seal_view(const ChunkId& id, std::span<const uint8_t> data) {
   if (data.size() > UINT32_MAX) return fail(ErrorCode::kInternal, "chunk larger than 4 GiB");
-  // Compressed into the reused scratch buffer after one byte of room (the
-  // compression byte an encrypted blob's plaintext starts with), so the blob
-  // returned is allocated at its final size: a new buffer of the compression
-  // bound per chunk was zero-filled and faulted in whole (1 MiB for a 1 MiB
-  // chunk whatever it compressed to).
-  std::vector<uint8_t>& plain = scratch_;
-  const size_t bound = 1 + ZSTD_compressBound(data.size());
-  if (plain.size() < bound) plain.resize(bound);
-  size_t n = ZSTD_compressCCtx(ctx_->c, plain.data() + 1, plain.size() - 1, data.data(), data.size(), level_);
+  const bool encrypted = keys_ != nullptr && keys_->cipher() != Cipher::kNone;
+  const size_t bound = ZSTD_compressBound(data.size());
+  // Both buffers only grow (a codec serves one thread at a time, chunk after
+  // chunk): the blob is compressed straight behind its header's room, or,
+  // encrypted, behind the compression byte of its plaintext in scratch_.
+  if (sealed_.size() < BlobHeader::kSize + bound + (encrypted ? 1 + keys_->overhead() : 0)) {
+    sealed_.resize(BlobHeader::kSize + bound + (encrypted ? 1 + keys_->overhead() : 0));
+  }
+  if (encrypted && scratch_.size() < 1 + bound) scratch_.resize(1 + bound);
+  uint8_t* const zout = encrypted ? scratch_.data() + 1 : sealed_.data() + BlobHeader::kSize;
+  size_t n = ZSTD_compressCCtx(ctx_->c, zout, bound, data.data(), data.size(), level_);
   if (ZSTD_isError(n)) return fail(ErrorCode::kInternal, fmt::format("zstd: {}", ZSTD_getErrorName(n)));
   BlobHeader h;
   h.id = id;
   h.raw_size = static_cast<uint32_t>(data.size());
-  std::span<const uint8_t> payload;
   if (n < data.size()) {
     h.compression = Compression::kZstd;
     h.stored_size = static_cast<uint32_t>(n);
-    payload = std::span<const uint8_t>(plain).subspan(1, n);
   } else {
     h.compression = Compression::kNone;
     h.stored_size = h.raw_size;
-    payload = data;
+    std::memcpy(zout, data.data(), data.size());
   }
-  std::vector<uint8_t> out;
-  if (keys_ != nullptr && keys_->cipher() != Cipher::kNone) {
+  if (encrypted) {
     // plaintext = compression byte || payload; the header's compression says none.
-    if (h.compression == Compression::kNone) std::memcpy(plain.data() + 1, data.data(), data.size());
-    plain[0] = static_cast<uint8_t>(h.compression);
+    scratch_[0] = static_cast<uint8_t>(h.compression);
     const size_t plain_bytes = 1 + h.stored_size;
     h.compression = Compression::kNone;
     h.cipher = static_cast<uint8_t>(keys_->cipher());
     h.stored_size = static_cast<uint32_t>(plain_bytes + keys_->overhead());
     const auto ad = h.encode();
-    out.resize(BlobHeader::kSize + h.stored_size);
-    BLKVAULT_TRY_ASSIGN(size_t sealed, keys_->seal_into(Keys::Use::kData, std::span(plain).first(plain_bytes),
-                                                        std::span(ad).first(32),
-                                                        std::span(out).subspan(BlobHeader::kSize)));
+    BLKVAULT_TRY_ASSIGN(size_t sealed,
+                        keys_->seal_into(Keys::Use::kData, std::span(scratch_).first(plain_bytes),
+                                         std::span(ad).first(32),
+                                         std::span(sealed_).subspan(BlobHeader::kSize, h.stored_size)));
     if (sealed != h.stored_size) return fail(ErrorCode::kInternal, "sealed size mismatch");
-  } else {
-    out.resize(BlobHeader::kSize + h.stored_size);
-    std::memcpy(out.data() + BlobHeader::kSize, payload.data(), payload.size());
   }
-  h.data_checksum = XXH3_64bits(out.data() + BlobHeader::kSize, h.stored_size);
+  h.data_checksum = XXH3_64bits(sealed_.data() + BlobHeader::kSize, h.stored_size);
   auto hb = h.encode();
-  std::memcpy(out.data(), hb.data(), hb.size());
-  return out;
+  std::memcpy(sealed_.data(), hb.data(), hb.size());
+  return std::span<const uint8_t>(sealed_).first(BlobHeader::kSize + h.stored_size);
 }
 
 Result<std::vector<uint8_t>> ChunkCodec::open(const BlobHeader& h, std::span<const uint8_t> stored, const ChunkKey& key,

@@ -65,6 +65,10 @@ class ChunkCodec {
 
   // Header + stored bytes for `data` (zstd unless that does not shrink it).
   Result<std::vector<uint8_t>> seal(const ChunkId& id, std::span<const uint8_t> data);
+  // The same in a buffer this codec reuses, valid until its next seal_view()
+  // or seal(): a backup appends the blob to its pack and seals the next chunk,
+  // with no chunk-sized buffer allocated, zero-filled and faulted in for each.
+  Result<std::span<const uint8_t>> seal_view(const ChunkId& id, std::span<const uint8_t> data);
   // Checks the stored bytes' checksum, decompresses, and re-hashes against the
   // header's id. Any mismatch is kCorrupt naming `where` and the chunk id.
   Result<std::vector<uint8_t>> open(const BlobHeader& header, std::span<const uint8_t> stored, const ChunkKey& key,
@@ -84,6 +88,7 @@ class ChunkCodec {
   // plaintext, and the plaintext open_into() decrypts, so sealing and
   // opening allocate (and fault in) no second chunk-sized buffer each time.
   std::vector<uint8_t> scratch_;
+  std::vector<uint8_t> sealed_;  // seal_view()'s blob: header + stored bytes
 };
 
 }  // namespace blkvault::repo

@@ -308,14 +308,16 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
     if (in_index) return false;
     known_.emplace(id, true);  // reserved: another thread with the same chunk references it
   }
-  auto codec = codecs_.take();
-  auto blob = codec->seal(id, data);
-  codecs_.give(std::move(codec));
-  if (!blob) return tl::unexpected(std::move(blob).error());
-
   std::unique_ptr<PackWriter> full;
   size_t full_slot = 0;
   {
+    // The blob stays in the codec's buffer until the pack has it.
+    struct Lent {
+      CodecPool& pool;
+      std::unique_ptr<ChunkCodec> codec;
+      ~Lent() { pool.give(std::move(codec)); }
+    } lent{codecs_, codecs_.take()};
+    BLKVAULT_TRY_ASSIGN(auto blob, lent.codec->seal_view(id, data));
     std::lock_guard g(pack_mu_);
     if (finish_error_) return blkvault::fail(*finish_error_);
     if (!pack_) {
@@ -324,10 +326,10 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
       BLKVAULT_TRY_ASSIGN(pack_, PackWriter::create(*repo_.storage, name));
       packs_.push_back(PackSlot{name, 0, new_chunks_.size(), new_chunks_.size(), false});
     }
-    BLKVAULT_TRY_ASSIGN(PackEntry entry, pack_->append(id, *blob));
+    BLKVAULT_TRY_ASSIGN(PackEntry entry, pack_->append(id, blob));
     new_chunks_.push_back(NewChunk{id, entry, static_cast<uint32_t>(data.size())});
     packs_.back().end_chunk = new_chunks_.size();
-    *stored_bytes = blob->size();
+    *stored_bytes = blob.size();
     if (pack_->size() >= repo_.config.pack_size) {
       full = std::move(pack_);
       full_slot = packs_.size() - 1;

@@ -494,7 +494,9 @@ class ConcurrentBackupTest : public BackendTest {
     for (auto& x : d.bytes) x = static_cast<uint8_t>(rng());
     auto r = open_as(host(host_name));
     EXPECT_NE(r, nullptr);
-    if (r != nullptr) EXPECT_TRUE(backup(*r, {&d}, true));
+    if (r != nullptr) {
+      EXPECT_TRUE(backup(*r, {&d}, true));
+    }
     return d;
   }
   // Each host's index cache (a new one for a host that has none) restores
@@ -735,7 +737,9 @@ TEST_P(ConcurrentBackupTest, GcAlongsideARunningBackupDeletesNothingItUsesAndThe
   ASSERT_TRUE(dw);
   ASSERT_EQ((*dw)->parent(), std::optional<GenerationId>(2));
   for (uint64_t c : dev.dirty) {
-    if (c != 7) ASSERT_TRUE((*dw)->put(c, std::span(dev.bytes).subspan(c * kChunk, kChunk)));
+    if (c != 7) {
+      ASSERT_TRUE((*dw)->put(c, std::span(dev.bytes).subspan(c * kChunk, kChunk)));
+    }
   }
   const uint64_t stored = (*dw)->record().new_bytes;
   ASSERT_TRUE((*dw)->put(7, std::span(dev.bytes).subspan(7 * kChunk, kChunk)));

@@ -100,7 +100,9 @@ TEST_F(RepositoryTest, DeltaRestoreWritesOnlyTheChunksThatDiffer) {
     }
     EXPECT_EQ(st->bytes_written, expect_data);
     EXPECT_EQ(st->bytes_zeroed, expect_zero);
-    if (round == 0) EXPECT_GE(st->bytes_zeroed, kChunk);
+    if (round == 0) {
+      EXPECT_GE(st->bytes_zeroed, kChunk);
+    }
   }
 
   // Nothing to do on an identical target.
