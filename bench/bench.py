@@ -121,6 +121,14 @@ class Runner:
         return seconds, rss_kib * 1024, stdout
 
 
+def then_fsync(argv, path):
+    """`argv`, then an fsync of the file it restored (coreutils `sync FILE`):
+    borg and restic return with their restored file still in the page cache,
+    blkvault's restore fsyncs its target before it returns (a third of a 1 GiB
+    restore's time here), so each restore is timed to its data on disk."""
+    return ["sh", "-c", 'f=$1; shift; "$@" && sync -- "$f"', "sh", path] + argv
+
+
 def tree_bytes(path):
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -617,11 +625,12 @@ class Tools:
             env = {"blkvault": self.bv_env, "blkvault-enc": self.bv_enc_env,
                    "blkvault-s3": getattr(self, "bv_s3_env", None)}[tool]
             return ([self.bv, "-q", "restore", "--device", self.image, "--to", target], env, out_dir), target
+        target = os.path.join(out_dir, img)
         if tool == "borg":
-            return (["borg", "extract", "--sparse", "::g3"], self.borg_env, out_dir), os.path.join(out_dir, img)
+            return (then_fsync(["borg", "extract", "--sparse", "::g3"], target), self.borg_env, out_dir), target
         env = self.restic_env if tool == "restic" else self.restic_s3_env
-        return ((["restic", "-q", "restore", "latest", "--target", out_dir], env, out_dir),
-                os.path.join(out_dir, img))
+        return ((then_fsync(["restic", "-q", "restore", "latest", "--target", out_dir], target), env, out_dir),
+                target)
 
     def verify(self, tool):
         return {
@@ -1259,7 +1268,8 @@ def markdown(results):
               "MB/s = device size (10^6 bytes) / seconds; ratio = seconds / blkvault's seconds for the same "
               "operation (zstd and read: / blkvault's full backup; restic-s3: / blkvault-s3's; the browse rows: / "
               "the mount's; the full restore of the 1% generation: / the delta restore's), so above 1 means "
-              f"blkvault was faster. blkvault's and blkvault-enc's full backup and restore latest: the median of "
+              "blkvault was faster. Restores are timed until the restored file is on disk (borg's and restic's "
+              "followed by `sync FILE`; blkvault's restore fsyncs its target). blkvault's and blkvault-enc's full backup and restore latest: the median of "
               f"{SAMPLES} samples, run interleaved (each backup into an empty repository), the peak RSS the largest.",
               "",
               "| operation | tool | seconds | MB/s | ratio | peak RSS | repository | detail |",
