@@ -166,7 +166,9 @@ TEST_F(CrashTest, BackupKilledAtAnyPointLosesNothingAndTheNextRunIsACorrectIncre
     SCOPED_TRACE("backup killed " + kill.describe(total) + ", BLKVAULT_TEST_SEED=" + std::to_string(seed));
     reset_state();
     auto killed = bv(args, "", {kill.env()});
-    if (kill.point > 0) ASSERT_EQ(killed.exit_status, 128 + 9) << killed.out << killed.err;
+    if (kill.point > 0) {
+      ASSERT_EQ(killed.exit_status, 128 + 9) << killed.out << killed.err;
+    }
     ASSERT_TRUE(killed.exit_status == 128 + 9 || killed.exit_status == 0) << killed.out << killed.err;
     killed_runs += killed.exit_status == 128 + 9;
     const int gens = committed_generations();
@@ -217,7 +219,9 @@ TEST_F(CrashTest, PruneAndGcKilledAtAnyPointLoseNothingAndARerunFinishes) {
       SCOPED_TRACE(args[1] + " killed " + kill.describe(total) + ", BLKVAULT_TEST_SEED=" + std::to_string(seed));
       reset_state();
       auto killed = bv(args, "", {kill.env()});
-      if (kill.point > 0) ASSERT_EQ(killed.exit_status, 128 + 9) << killed.out << killed.err;
+      if (kill.point > 0) {
+        ASSERT_EQ(killed.exit_status, 128 + 9) << killed.out << killed.err;
+      }
       ASSERT_TRUE(killed.exit_status == 128 + 9 || killed.exit_status == 0) << killed.out << killed.err;
       killed_runs += killed.exit_status == 128 + 9;
       // Generation 2 (the one kept) is intact whatever happened; 1 may be gone.

@@ -67,7 +67,9 @@ TEST_F(DamageCliTest, ATruncatedPackIsReportedByVerifyAndItsRestoreFailsWithExit
   EXPECT_EQ(lines(r.err), 1) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "a.out"));
   // b is in other packs: it still restores.
-  if (packs_of("2", b_) != packs) EXPECT_TRUE(restore_bytes("2", b_) == read_whole(b_));
+  if (packs_of("2", b_) != packs) {
+    EXPECT_TRUE(restore_bytes("2", b_) == read_whole(b_));
+  }
 }
 
 TEST_F(DamageCliTest, ADeletedPackIsReportedWithWhatItSpoilsAndItsRestoreFailsWithExitThree) {
@@ -88,7 +90,9 @@ TEST_F(DamageCliTest, ADeletedPackIsReportedWithWhatItSpoilsAndItsRestoreFailsWi
   EXPECT_NE(r.err.find("of " + a_ + " in generation 1"), std::string::npos) << r.err;
   EXPECT_EQ(lines(r.err), 1) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "a.out"));
-  if (packs_of("2", b_) != packs) EXPECT_TRUE(restore_bytes("2", b_) == read_whole(b_));
+  if (packs_of("2", b_) != packs) {
+    EXPECT_TRUE(restore_bytes("2", b_) == read_whole(b_));
+  }
 }
 
 TEST_F(DamageCliTest, AnIndexOfANewerFormatIsRefusedNotRebuiltAway) {

@@ -140,7 +140,9 @@ TEST_F(LocalStorageTest, ListingWhileAnotherWriterPublishesAndRemovesNeverFails)
     for (int i = 0; i < 400; ++i) {
       const std::string name = "manifests/" + std::to_string(100000 + i);
       ASSERT_TRUE(storage_->put(name, bytes("x")));
-      if (i % 2 == 0) ASSERT_TRUE(storage_->remove(name));
+      if (i % 2 == 0) {
+        ASSERT_TRUE(storage_->remove(name));
+      }
     }
     stop = true;
   });

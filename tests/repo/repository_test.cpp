@@ -641,7 +641,9 @@ TEST_F(RepositoryTest, ARestoreReadsChunksStoredBackToBackWithOneRequestPerRun) 
 void downgrade_index(const std::string& index, int version) {
   auto db = sql::Db::open(index);
   ASSERT_TRUE(db);
-  if (version == 1) ASSERT_TRUE(db->exec("ALTER TABLE generation_devices DROP COLUMN cbt_audit"));
+  if (version == 1) {
+    ASSERT_TRUE(db->exec("ALTER TABLE generation_devices DROP COLUMN cbt_audit"));
+  }
   ASSERT_TRUE(db->exec("CREATE INDEX chunk_map_by_chunk ON chunk_map(chunk)"));
   ASSERT_TRUE(db->exec("UPDATE chunk_map SET gen_to = 9223372036854775807 WHERE gen_to = 2147483647"));
   ASSERT_TRUE(db->exec("INSERT INTO generations(id, state, started_ms, finished_ms, host, tool_version, error) "
