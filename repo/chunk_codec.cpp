@@ -105,9 +105,8 @@ Result<std::span<const uint8_t>> ChunkCodec::seal_view(const ChunkId& id, std::s
   // Both buffers only grow (a codec serves one thread at a time, chunk after
   // chunk): the blob is compressed straight behind its header's room, or,
   // encrypted, behind the compression byte of its plaintext in scratch_.
-  if (sealed_.size() < BlobHeader::kSize + bound + (encrypted ? 1 + keys_->overhead() : 0)) {
-    sealed_.resize(BlobHeader::kSize + bound + (encrypted ? 1 + keys_->overhead() : 0));
-  }
+  const size_t need = BlobHeader::kSize + bound + (encrypted ? 1 + keys_->overhead() : 0);
+  if (sealed_.size() < need) sealed_.resize(need);
   if (encrypted && scratch_.size() < 1 + bound) scratch_.resize(1 + bound);
   uint8_t* const zout = encrypted ? scratch_.data() + 1 : sealed_.data() + BlobHeader::kSize;
   size_t n = ZSTD_compressCCtx(ctx_->c, zout, bound, data.data(), data.size(), level_);

@@ -312,12 +312,8 @@ Result<bool> GenWriter::store(const ChunkId& id, std::span<const uint8_t> data, 
   size_t full_slot = 0;
   {
     // The blob stays in the codec's buffer until the pack has it.
-    struct Lent {
-      CodecPool& pool;
-      std::unique_ptr<ChunkCodec> codec;
-      ~Lent() { pool.give(std::move(codec)); }
-    } lent{codecs_, codecs_.take()};
-    BLKVAULT_TRY_ASSIGN(auto blob, lent.codec->seal_view(id, data));
+    CodecPool::Lease codec(codecs_);
+    BLKVAULT_TRY_ASSIGN(auto blob, codec->seal_view(id, data));
     std::lock_guard g(pack_mu_);
     if (finish_error_) return blkvault::fail(*finish_error_);
     if (!pack_) {

@@ -159,6 +159,21 @@ class CodecPool {
     std::lock_guard g(mu_);
     free_.push_back(std::move(c));
   }
+  // A codec taken for a scope and given back when it ends, whichever way
+  // (a view from ChunkCodec::seal_view stays valid until then).
+  class Lease {
+   public:
+    explicit Lease(CodecPool& pool) : pool_(pool), codec_(pool.take()) {}
+    ~Lease() { pool_.give(std::move(codec_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ChunkCodec& operator*() const { return *codec_; }
+    ChunkCodec* operator->() const { return codec_.get(); }
+
+   private:
+    CodecPool& pool_;
+    std::unique_ptr<ChunkCodec> codec_;
+  };
 
  private:
   const Repository::Impl& repo_;

@@ -81,10 +81,36 @@ uint64_t chunk_bytes(const DeviceImage& image, uint64_t index) {
 constexpr uint64_t kRunBytes = 4 << 20;
 constexpr size_t kRunChunks = 32;
 
+// Cuts [first, last) of blobs sorted by pack and offset into runs one request
+// can read: each blob in the previous one's pack right after it, at most
+// kRunChunks blobs and kRunBytes. `at(i)` is the i-th blob's {pack, offset,
+// length}.
+template <class At>
+std::vector<std::pair<size_t, size_t>> neighbour_runs(size_t first, size_t last, const At& at) {
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t i = first; i < last;) {
+    size_t j = i + 1;
+    uint64_t bytes = std::get<2>(at(i));
+    while (j < last && j - i < kRunChunks) {
+      const auto [prev_pack, prev_offset, prev_length] = at(j - 1);
+      const auto [pack, offset, length] = at(j);
+      if (pack != prev_pack || offset != prev_offset + prev_length || bytes + length > kRunBytes ||
+          length < BlobHeader::kSize) {
+        break;
+      }
+      bytes += length;
+      ++j;
+    }
+    runs.emplace_back(i, j);
+    i = j;
+  }
+  return runs;
+}
+
 // The chunks of a restore in pack order (`order`: indexes into `chunks`, by
 // pack and offset; parallel workers store neighbouring chunks in either order,
 // so device order would break the runs), cut into runs: [first, last) of
-// `order`, in one pack, each blob right after the previous.
+// `order`.
 std::vector<std::pair<size_t, size_t>> contiguous_runs(const std::vector<ChunkRef>& chunks,
                                                        std::vector<size_t>& order) {
   order.resize(chunks.size());
@@ -92,24 +118,10 @@ std::vector<std::pair<size_t, size_t>> contiguous_runs(const std::vector<ChunkRe
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     return std::tie(chunks[a].pack, chunks[a].offset) < std::tie(chunks[b].pack, chunks[b].offset);
   });
-  std::vector<std::pair<size_t, size_t>> runs;
-  for (size_t i = 0; i < order.size();) {
-    size_t j = i + 1;
-    uint64_t bytes = chunks[order[i]].length;
-    while (j < order.size() && j - i < kRunChunks) {
-      const ChunkRef& prev = chunks[order[j - 1]];
-      const ChunkRef& next = chunks[order[j]];
-      if (next.pack != prev.pack || next.offset != prev.offset + prev.length || bytes + next.length > kRunBytes ||
-          next.length < BlobHeader::kSize) {
-        break;
-      }
-      bytes += next.length;
-      ++j;
-    }
-    runs.emplace_back(i, j);
-    i = j;
-  }
-  return runs;
+  return neighbour_runs(0, order.size(), [&](size_t i) {
+    const ChunkRef& c = chunks[order[i]];
+    return std::tuple(c.pack, c.offset, uint64_t{c.length});
+  });
 }
 
 }  // namespace
@@ -409,28 +421,19 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
     // into the worker's buffer and opened a chunk at a time into its other
     // buffer (a new pair of buffers per chunk was faulted in, zero-filled and
     // trimmed again each time: half of verify's time went to the kernel).
-    std::vector<std::pair<size_t, size_t>> spans;  // [begin, end) in chunks
-    for (size_t i = first; i < last;) {
-      size_t j = i + 1;
-      uint64_t span = chunks[i].length;
-      while (j < last && j - i < kRunChunks && chunks[j].offset == chunks[j - 1].offset + chunks[j - 1].length &&
-             span + chunks[j].length <= kRunBytes && chunks[j].length >= BlobHeader::kSize) {
-        span += chunks[j].length;
-        ++j;
-      }
-      spans.emplace_back(i, j);
-      i = j;
-    }
+    const auto spans = neighbour_runs(first, last, [&](size_t i) {
+      return std::tuple(0, chunks[i].offset, uint64_t{chunks[i].length});
+    });
     return parallel_for(spans.size(), threads, cancel, [&](size_t r, size_t worker) -> Status {
       const auto [a, z] = spans[r];
       auto& bytes = run_buffers[slot * inner + worker];
       auto& data = chunk_buffers[slot * inner + worker];
-      auto codec = codecs.take();
+      CodecPool::Lease codec(codecs);
       // Chunks the run's read opened; from the first it could not, one read
       // each, so a problem names its chunk as a single read does.
       size_t done = a;
       const uint64_t span_bytes = chunks[z - 1].offset + chunks[z - 1].length - chunks[a].offset;
-      if (z - a > 1 && chunks[a].length >= BlobHeader::kSize &&
+      if (z - a > 1 &&
           read_pack_range_into(*impl_->storage, pack.name, chunks[a].offset, span_bytes, bytes) &&
           bytes.size() == span_bytes) {
         for (; done < z; ++done) {
@@ -455,7 +458,6 @@ Result<VerifyReport> Repository::verify(const VerifyOptions& options, const Canc
           }
         }
       }
-      codecs.give(std::move(codec));
       if (!st) return st;
       uint64_t read = 0;
       for (size_t i = a; i < z; ++i) read += chunks[i].length;
