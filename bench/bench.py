@@ -1268,8 +1268,9 @@ def markdown(results):
               "MB/s = device size (10^6 bytes) / seconds; ratio = seconds / blkvault's seconds for the same "
               "operation (zstd and read: / blkvault's full backup; restic-s3: / blkvault-s3's; the browse rows: / "
               "the mount's; the full restore of the 1% generation: / the delta restore's), so above 1 means "
-              "blkvault was faster. Restores are timed until the restored file is on disk (borg's and restic's "
-              "followed by `sync FILE`; blkvault's restore fsyncs its target). blkvault's and blkvault-enc's full backup and restore latest: the median of "
+              "blkvault was faster. Restores are timed until the restored file is on disk (borg's and "
+              "restic's followed by `sync FILE`; blkvault's restore fsyncs its target). blkvault's and "
+              "blkvault-enc's full backup and restore latest: the median of "
               f"{SAMPLES} samples, run interleaved (each backup into an empty repository), the peak RSS the largest.",
               "",
               "| operation | tool | seconds | MB/s | ratio | peak RSS | repository | detail |",
