@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "cbt/audit_sample.h"
+#include "common/direct_read.h"
 #include "repo/chunk_codec.h"
 
 namespace blkvault::app {
@@ -24,7 +25,7 @@ Result<repo::CbtAudit> run_cbt_audit(repo::Repository& repository, const CbtAudi
   audit.unchanged_chunks = sample.unchanged_chunks;
   BLKVAULT_TRY_ASSIGN(auto stored, repository.chunk_ids(req.parent, req.device, sample.chunks));
 
-  std::vector<uint8_t> buf(chunk);
+  AlignedBytes buf(chunk);  // read like the backup's own reads (common/direct_read.h)
   const repo::ChunkKey& key = repository.config().chunk_key;
   for (size_t i = 0; i < sample.chunks.size(); ++i) {
     BLKVAULT_TRY(cancel.check());

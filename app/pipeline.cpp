@@ -10,6 +10,8 @@
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
 
+#include "common/direct_read.h"
+
 namespace blkvault::app {
 namespace {
 
@@ -18,11 +20,11 @@ namespace {
 class PipelineState {
  public:
   PipelineState(size_t buffers, size_t buffer_bytes) {
-    for (size_t i = 0; i < buffers; ++i) free_.push_back(std::make_unique<std::vector<uint8_t>>(buffer_bytes));
+    for (size_t i = 0; i < buffers; ++i) free_.push_back(std::make_unique<AlignedBytes>(buffer_bytes));
   }
 
   // Blocks until a buffer is free or an error was recorded (then nullptr).
-  std::unique_ptr<std::vector<uint8_t>> acquire() {
+  std::unique_ptr<AlignedBytes> acquire() {
     std::unique_lock lock(mutex_);
     cv_.wait(lock, [&] { return !free_.empty() || error_; });
     if (error_) return nullptr;
@@ -30,7 +32,7 @@ class PipelineState {
     free_.pop_back();
     return b;
   }
-  void release(std::unique_ptr<std::vector<uint8_t>> b) {
+  void release(std::unique_ptr<AlignedBytes> b) {
     std::lock_guard lock(mutex_);
     free_.push_back(std::move(b));
     cv_.notify_all();
@@ -62,7 +64,7 @@ class PipelineState {
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::vector<std::unique_ptr<std::vector<uint8_t>>> free_;
+  std::vector<std::unique_ptr<AlignedBytes>> free_;
   std::optional<Error> error_;
   size_t in_flight_ = 0;
 };
@@ -71,7 +73,7 @@ class PipelineState {
 // returns it to the free list.
 struct Segment {
   PipelineState* state;
-  std::unique_ptr<std::vector<uint8_t>> buffer;
+  std::unique_ptr<AlignedBytes> buffer;
   std::atomic<size_t> remaining{0};
   void chunk_finished() {
     if (remaining.fetch_sub(1) == 1) state->release(std::move(buffer));

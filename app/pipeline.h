@@ -7,7 +7,8 @@
 // chunk of a segment to the Boost.Asio pool, where `put` hashes, deduplicates and
 // compresses it. Memory is bounded by a fixed set of segment buffers
 // (threads + 2): the reader waits for a free buffer, so resident memory stays flat
-// whatever the device size.
+// whatever the device size. The buffers are page-aligned, so an image reader can
+// read them with O_DIRECT (common/direct_read.h).
 //
 // Errors: the first failure (a read, a put, or cancellation) stops new reads;
 // chunks already posted finish; that first error is returned.

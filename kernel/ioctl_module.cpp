@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "common/direct_read.h"
 #include "common/file_io.h"
 
 namespace blkvault::kernel {
@@ -53,14 +54,16 @@ Error probe_race_error(const char* operation, std::string subject) {
   return Error(ErrorCode::kModule, std::move(message));
 }
 
-// Reads one image node with pread. Thread-safe: pread only.
+// Reads one image node with pread, aligned reads with O_DIRECT (the backup's
+// segments: common/direct_read.h). Thread-safe: pread only.
 class FdImageReader final : public ImageReader {
  public:
-  FdImageReader(UniqueFd fd, std::string path, uint64_t size) : fd_(std::move(fd)), path_(std::move(path)), size_(size) {}
+  FdImageReader(UniqueFd fd, std::string path, uint64_t size)
+      : fd_(std::move(fd)), direct_(fd_.get()), path_(std::move(path)), size_(size) {}
   uint64_t size_bytes() const override { return size_; }
   const std::string& path() const override { return path_; }
   Status read_at(uint64_t offset, std::span<uint8_t> data) override {
-    auto r = pread_full(fd_.get(), data, offset, "reading image " + path_ + " at offset " + std::to_string(offset));
+    auto r = direct_.pread(fd_.get(), data, offset, "reading image " + path_ + " at offset " + std::to_string(offset));
     if (!r) {
       Error e = std::move(r).error();
       // Any failure here (EIO, ENOSPC of a corrupted image) is an I/O error of the
@@ -72,6 +75,7 @@ class FdImageReader final : public ImageReader {
 
  private:
   UniqueFd fd_;
+  DirectReads direct_;
   std::string path_;
   uint64_t size_;
 };

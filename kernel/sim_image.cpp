@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "common/direct_read.h"
 #include "common/file_io.h"
 #include "kernel/sim_device.h"
 #include "kernel/sim_internal.h"
@@ -51,7 +52,8 @@ class SimImageReader final : public ImageReader {
         size_(size),
         path_(std::move(path)),
         device_path_(std::move(device_path)),
-        device_fd_(std::move(device_fd)) {}
+        device_fd_(std::move(device_fd)),
+        direct_(device_fd_.get()) {}
 
   uint64_t size_bytes() const override { return size_; }
   const std::string& path() const override { return path_; }
@@ -77,7 +79,7 @@ class SimImageReader final : public ImageReader {
       if (data.empty()) return {};
       if (!at.device->tracked) {
         // The tracker was removed between create and take: no copy-on-write.
-        return pread_full(device_fd_.get(), data, offset, device_path_).map([](size_t) {});
+        return direct_.pread(device_fd_.get(), data, offset, device_path_).map([](size_t) {});
       }
       BLKVAULT_TRY_ASSIGN(changed_outside, assemble(*state, *at.device, offset, data));
     }
@@ -111,6 +113,11 @@ class SimImageReader final : public ImageReader {
   Result<bool> assemble(const State& s, const SnapDevice& sd, uint64_t offset, std::span<uint8_t> data) {
     const uint64_t bs = sd.block_size;
     const uint64_t end = offset + data.size();
+    // The device's bytes of the whole range in one read (as the real image
+    // reads the original below its copy-on-write chunks), then the chunks
+    // copied on write laid over them block by block.
+    const bool prefilled = offset % bs == 0 && (end % bs == 0 || end == sd.capacity_bytes);
+    if (prefilled) BLKVAULT_TRY(read_device(data, offset));
     std::vector<uint8_t> tmp;
     for (uint64_t b = offset / bs; b <= (end - 1) / bs; ++b) {
       const uint64_t bstart = b * bs;
@@ -123,7 +130,7 @@ class SimImageReader final : public ImageReader {
         tmp.resize(blen);
         block = {tmp.data(), blen};
       }
-      BLKVAULT_TRY(fill_block(s, sd, bstart, block));
+      BLKVAULT_TRY(fill_block(s, sd, bstart, block, /*device_read=*/prefilled && inside));
       if (b < sd.fingerprints.size() && sim::block_fingerprint(block) != sd.fingerprints[b]) return true;
       if (!inside) {
         const uint64_t from = std::max(offset, bstart);
@@ -134,8 +141,17 @@ class SimImageReader final : public ImageReader {
     return false;
   }
 
-  // Reads the image bytes [pos, pos + out.size()), chunk by chunk.
-  Status fill_block(const State& s, const SnapDevice& sd, uint64_t pos, std::span<uint8_t> out) {
+  // The original device's bytes at `at`, zeros past its end.
+  Status read_device(std::span<uint8_t> out, uint64_t at) {
+    BLKVAULT_TRY_ASSIGN(size_t got, direct_.pread(device_fd_.get(), out, at, device_path_, true));
+    std::fill(out.begin() + static_cast<ptrdiff_t>(got), out.end(), 0);
+    return {};
+  }
+
+  // Reads the image bytes [pos, pos + out.size()), chunk by chunk; with
+  // `device_read`, `out` holds the device's bytes already and only the chunks
+  // copied on write are read.
+  Status fill_block(const State& s, const SnapDevice& sd, uint64_t pos, std::span<uint8_t> out, bool device_read) {
     const uint64_t chunk = sd.chunk_size;
     uint64_t done = 0;
     while (done < out.size()) {
@@ -149,9 +165,8 @@ class SimImageReader final : public ImageReader {
         uint64_t where = cow->second.sector * kSectorSize + (at - c * chunk);
         BLKVAULT_TRY_ASSIGN(size_t got, pread_full(fd, piece, where, "diff storage", true));
         std::fill(piece.begin() + static_cast<ptrdiff_t>(got), piece.end(), 0);
-      } else {
-        BLKVAULT_TRY_ASSIGN(size_t got, pread_full(device_fd_.get(), piece, at, device_path_, true));
-        std::fill(piece.begin() + static_cast<ptrdiff_t>(got), piece.end(), 0);
+      } else if (!device_read) {
+        BLKVAULT_TRY(read_device(piece, at));
       }
       done += n;
     }
@@ -176,6 +191,7 @@ class SimImageReader final : public ImageReader {
   const std::string path_;
   const std::string device_path_;
   UniqueFd device_fd_;
+  DirectReads direct_;  // the device's file with O_DIRECT
   std::mutex mu_;  // guards storage_fds_
   std::map<DevId, UniqueFd> storage_fds_;
 };
