@@ -159,6 +159,9 @@ class BackupRun {
     ctx_.out.progress_end(task);
     report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     report.snapshot_read_bytes = snapshot_bytes.load();
+    ctx_.out.log(LogLevel::kDebug, fmt::format("{}: {} of the {} bytes read from {} bypassed the page cache (O_DIRECT)",
+                                               d.path, d.reader->direct_bytes(), report.snapshot_read_bytes,
+                                               d.reader->path()));
 
     // A corruption event explains a failed read better than the read's errno,
     // and fails the device even when its reads happened to succeed.

@@ -62,6 +62,7 @@ class FdImageReader final : public ImageReader {
       : fd_(std::move(fd)), direct_(fd_.get()), path_(std::move(path)), size_(size) {}
   uint64_t size_bytes() const override { return size_; }
   const std::string& path() const override { return path_; }
+  uint64_t direct_bytes() const override { return direct_.direct_bytes(); }
   Status read_at(uint64_t offset, std::span<uint8_t> data) override {
     auto r = direct_.pread(fd_.get(), data, offset, "reading image " + path_ + " at offset " + std::to_string(offset));
     if (!r) {

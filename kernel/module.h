@@ -90,6 +90,8 @@ class ImageReader {
   // Reads exactly data.size() bytes at offset (REQUIRES: offset + size <= size_bytes()).
   virtual Status read_at(uint64_t offset, std::span<uint8_t> data) = 0;
   virtual const std::string& path() const = 0;
+  // Bytes read so far past the page cache (O_DIRECT: common/direct_read.h).
+  virtual uint64_t direct_bytes() const { return 0; }
 };
 
 class Module {

@@ -57,6 +57,7 @@ class SimImageReader final : public ImageReader {
 
   uint64_t size_bytes() const override { return size_; }
   const std::string& path() const override { return path_; }
+  uint64_t direct_bytes() const override { return direct_.direct_bytes(); }
 
   Status read_at(uint64_t offset, std::span<uint8_t> data) override {
     if (offset > size_ || data.size() > size_ - offset) {

@@ -1,12 +1,18 @@
 // `blkvault backup` and `restore` end to end through the real executable on the
 // simulated module: full then incremental rounds over two devices, each
 // generation restored byte-identical; the bytes an incremental reads; a CBT reset.
-#include <gtest/gtest.h>
+#include <fcntl.h>
 
 #include <fstream>
 #include <random>
 
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
 #include "app/backup_support.h"
+#include "app/pipeline.h"
+#include "common/direct_read.h"
+#include "common/file_io.h"
 
 namespace blkvault::test {
 namespace {
@@ -187,6 +193,36 @@ TEST_F(BackupCliTest, JsonProgressReportsEachDeviceOnStderr) {
   const std::string last = "{\"done_bytes\":" + std::to_string(kDeviceSize) + ",\"event\":\"progress\",\"task\":\"" + a +
                            "\",\"total_bytes\":" + std::to_string(kDeviceSize) + "}\n";
   EXPECT_NE(r.err.find(last), std::string::npos) << r.err;
+}
+
+// The images are read past the page cache (common/direct_read.h): every read of
+// a device whose size is a whole number of pages, and of another one all but
+// its last segment, which does not end on a page.
+TEST_F(BackupCliTest, ImagesAreReadPastThePageCacheWhereTheReadsAreAligned) {
+  init_repo();
+  const std::string a = make_device("a.img", kDeviceSize - 12288, 5);  // last chunk partial, whole pages
+  const std::string b = make_device("b.img", 3 * kDeviceSize - 512, 6);  // ends mid-page
+  {
+    auto fd = open_file(a, O_RDONLY);
+    ASSERT_TRUE(fd);
+    if (!DirectReads(fd->get()).enabled()) GTEST_SKIP() << "the filesystem of " << dir_.path() << " refuses O_DIRECT";
+  }
+  std::vector<std::string> args = {"-v", "backup"};
+  for (const auto& d : diff_storage_args()) args.push_back(d);
+  args.push_back(a);
+  args.push_back(b);
+  auto r = bv(args);
+  ASSERT_EQ(r.exit_status, 0) << r.err;
+  auto line = [&](const std::string& dev) {
+    const size_t at = r.err.find(dev + ": ");
+    return at == std::string::npos ? std::string() : r.err.substr(at, r.err.find('\n', at) - at);
+  };
+  const uint64_t a_size = kDeviceSize - 12288, b_size = 3 * kDeviceSize - 512;
+  EXPECT_NE(line(a).find(fmt::format("{}: {} of the {} bytes read from ", a, a_size, a_size)), std::string::npos) << r.err;
+  // Segments of 8 MiB: the first two direct, the last (8 MiB - 512 bytes) through the page cache.
+  EXPECT_NE(line(b).find(fmt::format("{}: {} of the {} bytes read from ", b, 2 * app::PipelineOptions::kSegmentBytes, b_size)), std::string::npos)
+      << r.err;
+  EXPECT_NE(line(b).find(" bypassed the page cache (O_DIRECT)"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -111,11 +111,17 @@ e2e_init_full() {
     change_files "$d" 1
   done
   bv init --kdf-ops 1 --kdf-mem 64K
-  bv --json backup "$l1" "$l2" > "$E/backup1.json"
-  cat "$E/backup1.json"
+  bv -v --json backup "$l1" "$l2" > "$E/backup1.json" 2> "$E/backup1.err" || { cat "$E/backup1.err"; die "the first backup failed"; }
+  cat "$E/backup1.json" "$E/backup1.err"
   jq_check "$E/backup1.json" '.state == "complete" and (.devices | length) == 2'
   jq_check "$E/backup1.json" "[.devices[] | .mode == \"full\" and .reason == \"no earlier backup of this device\"] | all"
   jq_check "$E/backup1.json" ".devices[0].read_bytes == $DEV1_MB * $MIB and .devices[1].read_bytes == $DEV2_MB * $MIB"
+  # The real images take O_DIRECT: every byte of both (whole MiB) past the page cache.
+  for pair in "$l1 $((DEV1_MB * MIB))" "$l2 $((DEV2_MB * MIB))"; do
+    set -- $pair
+    grep -q "^$1: $2 of the $2 bytes read from /dev/.* bypassed the page cache (O_DIRECT)\$" "$E/backup1.err" ||
+      die "$1 was not read entirely with O_DIRECT"
+  done
   record_generation "$(jq .generation "$E/backup1.json")"
   [ "$(snapshot_count)" = 0 ] || die "a snapshot is still held after the backup"
 }
