@@ -8,6 +8,14 @@
 #include "common/file_io.h"
 
 namespace blkvault {
+namespace {
+
+bool direct_aligned(uint64_t offset, std::span<const uint8_t> data) {
+  return offset % kDirectAlign == 0 && data.size() % kDirectAlign == 0 &&
+         reinterpret_cast<uintptr_t>(data.data()) % kDirectAlign == 0;
+}
+
+}  // namespace
 
 DirectReads::DirectReads(int fd) {
   const std::string self = "/proc/self/fd/" + std::to_string(fd);

@@ -19,7 +19,6 @@
 #include <new>
 #include <span>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -45,24 +44,11 @@ struct PageAlignedAllocator {
 // A byte buffer whose data() is kDirectAlign-aligned.
 using AlignedBytes = std::vector<uint8_t, PageAlignedAllocator<uint8_t>>;
 
-inline bool direct_aligned(uint64_t offset, std::span<const uint8_t> data) {
-  return offset % kDirectAlign == 0 && data.size() % kDirectAlign == 0 &&
-         reinterpret_cast<uintptr_t>(data.data()) % kDirectAlign == 0;
-}
-
 class DirectReads {
  public:
-  DirectReads() = default;
   // Opens `fd`'s file again with O_DIRECT (through /proc/self/fd). When the
   // file or its filesystem refuses, every read goes through `fd`.
   explicit DirectReads(int fd);
-  DirectReads(DirectReads&& other) noexcept
-      : direct_(std::move(other.direct_)), direct_bytes_(other.direct_bytes()) {}
-  DirectReads& operator=(DirectReads&& other) noexcept {
-    direct_ = std::move(other.direct_);
-    direct_bytes_.store(other.direct_bytes(), std::memory_order_relaxed);
-    return *this;
-  }
 
   // pread_full of `buffered` (common/file_io.h), through the direct descriptor
   // when it can.

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <random>
 
 #include "common/file_io.h"
@@ -54,22 +55,22 @@ class DirectReadTest : public ::testing::Test {
   void SetUp() override {
     data_ = random_bytes(1 << 20, 7);
     fd_ = make_file(dir_ / "image", data_);
-    direct_ = DirectReads(fd_.get());
-    if (!direct_.enabled()) GTEST_SKIP() << "the filesystem of " << dir_.path() << " refuses O_DIRECT";
+    direct_.emplace(fd_.get());
+    if (!direct_->enabled()) GTEST_SKIP() << "the filesystem of " << dir_.path() << " refuses O_DIRECT";
   }
   test::TempDir dir_;
   std::vector<uint8_t> data_;
   UniqueFd fd_;
-  DirectReads direct_;
+  std::optional<DirectReads> direct_;
 };
 
 TEST_F(DirectReadTest, AlignedReadBypassesThePageCache) {
   AlignedBytes buf(256 << 10);
-  auto got = direct_.pread(fd_.get(), buf, 512 << 10, "image");
+  auto got = direct_->pread(fd_.get(), buf, 512 << 10, "image");
   ASSERT_TRUE(got) << got.error().message();
   EXPECT_EQ(*got, buf.size());
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), data_.begin() + (512 << 10)));
-  EXPECT_EQ(direct_.direct_bytes(), buf.size());
+  EXPECT_EQ(direct_->direct_bytes(), buf.size());
   EXPECT_EQ(cached_pages(fd_.get(), data_.size()), 0u);
 }
 
@@ -77,15 +78,15 @@ TEST_F(DirectReadTest, UnalignedReadsGoThroughTheBufferedDescriptor) {
   AlignedBytes buf(64 << 10);
   // A buffer off the alignment, an offset off it, a length off it.
   std::span<uint8_t> off_buffer(buf.data() + 512, 32 << 10);
-  ASSERT_TRUE(direct_.pread(fd_.get(), off_buffer, 0, "image"));
+  ASSERT_TRUE(direct_->pread(fd_.get(), off_buffer, 0, "image"));
   EXPECT_TRUE(std::equal(off_buffer.begin(), off_buffer.end(), data_.begin()));
   std::span<uint8_t> whole(buf.data(), 32 << 10);
-  ASSERT_TRUE(direct_.pread(fd_.get(), whole, 1000, "image"));
+  ASSERT_TRUE(direct_->pread(fd_.get(), whole, 1000, "image"));
   EXPECT_TRUE(std::equal(whole.begin(), whole.end(), data_.begin() + 1000));
   std::span<uint8_t> odd(buf.data(), 5000);
-  ASSERT_TRUE(direct_.pread(fd_.get(), odd, 8192, "image"));
+  ASSERT_TRUE(direct_->pread(fd_.get(), odd, 8192, "image"));
   EXPECT_TRUE(std::equal(odd.begin(), odd.end(), data_.begin() + 8192));
-  EXPECT_EQ(direct_.direct_bytes(), 0u);
+  EXPECT_EQ(direct_->direct_bytes(), 0u);
   EXPECT_GT(cached_pages(fd_.get(), data_.size()), 0u);
 }
 
